@@ -374,3 +374,51 @@ def test_close_releases_the_oracle():
     DuelingEnv(prompts, Closable(), oracle_reference="answer").close()
     DuelingVectorEnv(prompts, Closable(), num_envs=2, oracle_reference="answer").close()
     assert Closable.closed == 2
+
+
+def test_prompt_pool_serves_chosen_prompts_and_only_they_cost_queries():
+    envs = gym.make_vec("oat/Arithmetic-Duel-v0", num_envs=3)
+    obs, _ = envs.reset(seed=1)
+    env = envs.unwrapped
+    pool = env.prompt_pool(7)
+    assert len(pool) == 7 and pool[:3] == obs  # the served prompts come first
+    assert env.prompt_pool(5) == pool and env.num_queries == 0  # fixed until the next step, and free
+    grown = env.prompt_pool(9)
+    assert grown[:7] == pool and len(grown) == 9
+    served = env.serve_prompts([8, 2, 5])
+    assert served == (grown[8], grown[2], grown[5]) == env.current_prompts
+    _, _, _, _, infos = envs.step((["1"] * 3, ["2"] * 3))
+    assert tuple(infos["final_obs"]) == served and env.num_queries == 3
+    with pytest.raises(RuntimeError, match="needs a prompt_pool"):
+        env.serve_prompts([0, 1, 2])  # the pool is dropped by the step
+    # Reproducible from the reset seed, pool draws included.
+    again = gym.make_vec("oat/Arithmetic-Duel-v0", num_envs=3)
+    again.reset(seed=1)
+    assert again.unwrapped.prompt_pool(9) == grown
+
+
+@pytest.mark.parametrize(
+    "indices, error, match",
+    [([0, 1], ValueError, "3 integers"), ([0, 0, 1], ValueError, "distinct"), ([0, 1, 9], IndexError, "pool size"),
+     ([0.0, 1.0, 2.0], ValueError, "integers")],
+)
+def test_serve_prompts_rejects_bad_indices(indices, error, match):
+    envs = gym.make_vec("oat/Arithmetic-Duel-v0", num_envs=3)
+    envs.reset(seed=0)
+    envs.unwrapped.prompt_pool(5)
+    with pytest.raises(error, match=match):
+        envs.unwrapped.serve_prompts(indices)
+    with pytest.raises(ValueError, match="num_envs"):
+        envs.unwrapped.prompt_pool(2)
+
+
+def test_prompt_pool_survives_state_dict():
+    envs = gym.make_vec("oat/Arithmetic-Duel-v0", num_envs=2)
+    envs.reset(seed=3)
+    pool = envs.unwrapped.prompt_pool(6)
+    envs.unwrapped.serve_prompts([4, 5])
+    state = json.loads(json.dumps(envs.unwrapped.state_dict()))
+    fresh = gym.make_vec("oat/Arithmetic-Duel-v0", num_envs=2)
+    fresh.reset(seed=0)
+    fresh.unwrapped.load_state_dict(state)
+    assert fresh.unwrapped.prompt_pool(6) == pool and fresh.unwrapped.current_prompts == pool[4:]

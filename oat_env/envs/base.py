@@ -16,6 +16,11 @@ Query budget: every answered prompt costs one oracle query. When ``max_queries``
 calling the oracle, leaving the env unchanged (nothing is half-done or lost); the step that
 spends the last query returns normally with ``queries_remaining == 0`` in its info.
 Evaluation (:meth:`BanditTask.evaluate`) never counts as queries.
+
+Active prompt selection (vector env): an agent that chooses *which* prompts to query (APL) asks
+:meth:`SingleTurnVectorEnv.prompt_pool` for candidates (the served prompts plus fresh draws from the
+training stream; free) and :meth:`SingleTurnVectorEnv.serve_prompts` to answer ``num_envs`` of them
+in the next ``step``. Only answered prompts cost queries.
 """
 
 from __future__ import annotations
@@ -291,6 +296,8 @@ class SingleTurnVectorEnv(TaskEnvMixin, VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._records: list[PromptRecord] | None = None
+        # Candidate prompts for active prompt selection (prompt_pool / serve_prompts); None between steps.
+        self._pool: list[PromptRecord] | None = None
         self.last_oracle_metrics: dict[str, float] = {}
 
     @property
@@ -316,7 +323,43 @@ class SingleTurnVectorEnv(TaskEnvMixin, VectorEnv):
         if seed is not None:
             self.task.stream.reset()
         self._records = self.task.next_prompts(self.num_envs, self.np_random)
+        self._pool = None
         return tuple(r.prompt for r in self._records), self._prompt_infos()
+
+    # -- active prompt selection -----------------------------------------------------------
+    def prompt_pool(self, size: int) -> tuple[str, ...]:
+        """Candidate prompts for the next :meth:`step`, for agents that choose what to query (e.g. APL).
+
+        The pool is the ``num_envs`` prompts being served, followed by ``size - num_envs`` fresh prompts
+        from the training stream (drawn with the env's generator, so reproducible from the reset seed).
+        Until the next ``step`` it is fixed: calling again returns the same pool, grown if ``size`` is
+        larger. Nothing here is a query; only the prompts :meth:`serve_prompts` picks and ``step`` then
+        answers cost queries. Pool prompts that are not served are dropped after the step.
+        """
+        if self._records is None:
+            raise RuntimeError("prompt_pool() called before reset()")
+        if not isinstance(size, (int, np.integer)) or size < self.num_envs:
+            raise ValueError(f"pool size must be an int >= num_envs ({self.num_envs}), got {size!r}")
+        if self._pool is None:
+            self._pool = list(self._records)
+        if size > len(self._pool):
+            self._pool.extend(self.task.next_prompts(int(size) - len(self._pool), self.np_random))
+        return tuple(r.prompt for r in self._pool)
+
+    def serve_prompts(self, indices: Sequence[int] | np.ndarray) -> tuple[str, ...]:
+        """Answer ``pool[indices]`` (``num_envs`` distinct indices into :meth:`prompt_pool`) in the next
+        ``step`` instead of the prompts being served. Returns the new observation."""
+        if self._pool is None:
+            raise RuntimeError("serve_prompts() needs a prompt_pool() since the last step")
+        idx = np.asarray(indices)
+        if idx.shape != (self.num_envs,) or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"indices must be {self.num_envs} integers (one per sub-env), got {idx!r}")
+        if len(set(idx.tolist())) != self.num_envs:
+            raise ValueError(f"indices must be distinct, got {idx.tolist()}")
+        if idx.min() < 0 or idx.max() >= len(self._pool):
+            raise IndexError(f"indices must be in [0, {len(self._pool)}) (the pool size), got {idx.tolist()}")
+        self._records = [self._pool[i] for i in idx.tolist()]
+        return tuple(r.prompt for r in self._records)
 
     def step(self, actions: Any):
         if self._records is None:
@@ -336,6 +379,7 @@ class SingleTurnVectorEnv(TaskEnvMixin, VectorEnv):
             final_info["_queries_remaining"] = all_true.copy()
         self.last_oracle_metrics = dict(fb.metrics)
         self._records = self.task.next_prompts(self.num_envs, self.np_random)
+        self._pool = None
         infos = self._prompt_infos()
         infos.update(
             final_obs=final_obs,
@@ -357,6 +401,7 @@ class SingleTurnVectorEnv(TaskEnvMixin, VectorEnv):
             "task": self.task.state_dict(),
             "np_random": self.np_random.bit_generator.state,
             "records": None if self._records is None else [asdict(r) for r in self._records],
+            "pool": None if self._pool is None else [asdict(r) for r in self._pool],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -365,3 +410,5 @@ class SingleTurnVectorEnv(TaskEnvMixin, VectorEnv):
         if state["records"] is not None:
             self._records = [PromptRecord(**r) for r in state["records"]]
             self.task.remember(self._records)
+        pool = state.get("pool")  # absent in checkpoints written before prompt pools existed
+        self._pool = None if pool is None else [PromptRecord(**r) for r in pool]
