@@ -2,6 +2,7 @@
 
 One round (DESIGN.md §4)::
 
+    [obs = env.serve_prompts(agent.choose_prompts(env.prompt_pool(P), B))]   # agents that pick prompts (APL)
     actions = agent.act(obs)                          # sample candidates, pick the duel
     obs, r, term, trunc, info = env.step(actions)     # ONE batched oracle call
     agent.observe(labels)                             # fill the buffer
@@ -187,6 +188,11 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
     # evaluation of the learner can borrow the policy and give it back unchanged.
     actor_weights = None if config.sync_params_every == 1 else agent.learner.state_dict_for_sync()
     has_regret = True
+    # Agents that choose which prompts to query (APL) declare a pool size > num_envs.
+    pool_size = int(getattr(agent, "prompt_pool_size", 0) or 0)
+    if pool_size and not callable(getattr(unwrapped, "prompt_pool", None)):
+        raise TypeError(f"{type(agent).__name__} selects prompts from a pool, but {type(unwrapped).__name__} "
+                        "has no prompt_pool()/serve_prompts() (use an oat_env single-turn vector env)")
 
     obs, _ = env.reset(seed=config.seed)
     resumed = ckpt.resume(agent.learner) if config.resume else None
@@ -243,6 +249,8 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
         while unwrapped.num_queries + batch <= config.total_queries:
             metrics: dict[str, float] = {}
             start = time.perf_counter()
+            if pool_size:
+                obs = unwrapped.serve_prompts(agent.choose_prompts(unwrapped.prompt_pool(pool_size), batch))
             responses_a, responses_b = agent.act(obs)
             metrics["actor/generate_s"] = time.perf_counter() - start
             start = time.perf_counter()

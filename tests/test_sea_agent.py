@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import oat_env  # noqa: F401
-from oat_agents.agents.apl import APLAgent
+from oat_agents.agents.apl import APLAgent, APLAgentConfig
 from oat_agents.agents.dap import DAPAgentConfig
 from oat_agents.agents.sea import SEAAgent, SEAAgentConfig, training_prompt_sampler
 from oat_agents.agents.xpo import XPOAgent, XPOAgentConfig, XPOPair
@@ -166,6 +166,39 @@ def test_apl_picks_the_largest_implicit_reward_margin():
     assert metrics["explorer/apl_margin"] > 0 and np.isfinite(metrics["explorer/apl_entropy"])
 
 
+def test_apl_queries_the_highest_entropy_prompts_of_the_pool(tmp_path):
+    from oat_agents.exploration.apl import predictive_entropy
+
+    _, _, policy, learner = parts()
+    config = APLAgentConfig(num_samples=3, max_new_tokens=3, prompt_pool_size=10, seed=0)
+    agent = APLAgent(policy, learner, config)
+    env = gym.make_vec("oat/Arithmetic-Duel-v0", num_envs=4, **ENV_KWARGS)
+    env.reset(seed=0)
+    pool = env.unwrapped.prompt_pool(10)
+    chosen = agent.choose_prompts(pool, 4)
+    # Recompute the entropies from the same seeded samples: the chosen ones are the 4 largest.
+    gens = agent.policy.generate(list(pool), n=3, sampling=agent.sampling_params())
+    entropy = predictive_entropy(torch.tensor([[sum(lp) for lp in per] for per in gens.logprobs]))
+    assert sorted(chosen.tolist()) == sorted(torch.topk(entropy, 4).indices.tolist())
+    obs = env.unwrapped.serve_prompts(chosen)
+    reused = agent._chosen[1]
+    agent.act(obs)
+    assert agent._pending["gens"] is reused  # act() reuses the selection's samples
+    # Through the loop: the env answers only the chosen prompts, and the budget is exact.
+    fresh = APLAgent(*parts()[2:], config)
+    env2 = gym.make_vec("oat/Arithmetic-Duel-v0", num_envs=4, **ENV_KWARGS)
+    result = run_online(env2, fresh, LoopConfig(total_queries=12, eval_query_interval=0, log_dir=str(tmp_path),
+                                                progress=False, tensorboard=False))
+    assert result.queries == 12 and result.rounds == 3
+    rows = [__import__("json").loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in rows if "explorer/apl_pool_entropy" in r]
+    assert len(trained) == 3 and all(r["explorer/apl_entropy"] >= r["explorer/apl_pool_entropy"] - 1e-9 for r in trained)
+    with pytest.raises(ValueError, match="prompt_pool_size"):
+        APLAgentConfig(prompt_pool_size=-1)
+    with pytest.raises(ValueError, match="from a pool of 2"):
+        fresh.choose_prompts(["1+1=", "2+2="], 3)
+
+
 def test_xpo_adds_the_reference_sample_term():
     model, tok, policy, learner = parts()
     ref_policy = HFPolicy(copy.deepcopy(model), tok, device="cpu")
@@ -191,42 +224,25 @@ def test_xpo_adds_the_reference_sample_term():
 
 @pytest.mark.slow
 def test_sea_agent_learns_on_arithmetic_duel(tmp_path):
-    """SEA (EE-TS) on oat/Arithmetic-Duel-v0 (2-digit sums) from the benchmark's warmed tiny model, 1536
-    oracle queries. What is asserted is what reproducibly improves at this scale: the agent's epistemic
-    reward model learns the oracle's preference -- on fresh random pairs of the initial policy, labelled by
-    the oracle outside the query budget, its accuracy rises clearly (measured 0.448 -> 0.582 with seed 0, 373 pairs)
-    -- and the run spends exactly its query budget. (The tiny policy's held-out accuracy / anytime regret
-    does not improve measurably under any DPO variant at this budget; see bench/regret.py's results.)"""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.regret import BenchConfig, _make_env, build_agent, warm_model
-    from oat_agents.policies.base import SamplingParams
+    """SEA (BAI-TS: one Thompson-sampled arm, one most-uncertain duel) trains the tiny policy online on
+    single-digit sums with the regret benchmark's settings, 32,768 oracle queries (~1.5 min). The *policy*
+    must learn: held-out greedy accuracy (mean of the last two evaluations) rises by at least 15 points over
+    the SFT-warmed start and anytime regret falls (measured with seed 0: accuracy 0.61 -> 0.94/0.91, anytime
+    regret 0.161 -> 0.037). The run spends exactly its budget, and every oracle label trains the ERM."""
+    from oat_agents.bench.regret import BenchConfig, _make_env, build_agent, warm_model
 
     torch.set_num_threads(1)
-    cfg = BenchConfig(queries=1536, seeds=[0], methods=["ee_ts"], eval_every=0, out=str(tmp_path))
+    cfg = BenchConfig(queries=32768, seeds=[0], methods=["bai_ts"], out=str(tmp_path))
     model, tok = warm_model(cfg, seed=0)
     env = _make_env(cfg)
-    agent = build_agent("ee_ts", cfg, 0, model, tok, env)
-    # Fresh random pairs of the initial policy with oracle labels (an evaluation: not env queries).
-    rng = np.random.default_rng(123)
-    records = [env.unwrapped.task.source.sample(rng) for _ in range(400)]
-    gens = agent.policy.generate([r.prompt for r in records], n=2, sampling=SamplingParams(max_new_tokens=4, seed=7))
-    a, b = [t[0] for t in gens.texts], [t[1] for t in gens.texts]
-    oracle = env.unwrapped.task.oracle.compare([r.prompt for r in records], a, b, references=[r.answer for r in records])
-    truth = oracle.prob_a_wins > 0.5
-    distinct = np.array([x != y for x, y in zip(a, b)]) & (oracle.prob_a_wins != 0.5)
-
-    def erm_accuracy() -> float:
-        pred = agent.explorer.model_labels([r.prompt for r in records], a, b) > 0.5
-        return float((pred == truth)[distinct].mean())
-
-    before = erm_accuracy()
-    loop = LoopConfig(total_queries=cfg.queries, eval_query_interval=0, log_dir=str(tmp_path / "run"), seed=0,
-                      progress=False, tensorboard=False)
+    agent = build_agent("bai_ts", cfg, 0, model, tok, env)
+    loop = LoopConfig(total_queries=cfg.queries, eval_query_interval=cfg.eval_every, num_eval_prompts=cfg.num_eval_prompts,
+                      eval_seed=1234, log_dir=str(tmp_path / "run"), seed=0, progress=False, tensorboard=False)
     result = run_online(env, agent, loop)
-    after = erm_accuracy()
-    print(f"ERM accuracy on fresh random pairs: {before:.3f} -> {after:.3f} ({distinct.sum()} pairs)")
-    assert result.queries == 1536 and agent.explorer.erm.num_queries == 1536
-    assert after > 0.55 and after - before > 0.08, f"ERM accuracy {before:.3f} -> {after:.3f}"
+    accuracy = [e["eval/accuracy"] for e in result.evals]
+    regret = [e["eval/anytime_regret"] for e in result.evals]
+    print(f"held-out accuracy {accuracy}\nanytime regret {regret}")
+    assert result.queries == 32768 and agent.explorer.erm.num_queries == 32768
+    late_accuracy, late_regret = np.mean(accuracy[-2:]), np.mean(regret[-2:])
+    assert late_accuracy - accuracy[0] >= 0.15, f"accuracy {accuracy[0]:.2f} -> {late_accuracy:.2f}"
+    assert late_regret < 0.5 * regret[0], f"anytime regret {regret[0]:.3f} -> {late_regret:.3f}"

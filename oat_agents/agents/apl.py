@@ -6,33 +6,100 @@ learner scores them with the implicit reward ``r̂(x, y) = β·(log π_θ(y|x) �
 response log-probs of the *learner's* current weights and of the frozen reference) and the pair
 ``argmax_{i<j} |r̂_i − r̂_j|`` is dueled (:func:`~oat_agents.exploration.apl.implicit_reward_margin_pairs`).
 
-APL's first stage — choosing *which prompts* to query from a larger pool by predictive entropy — cannot
-be applied against a vector dueling env, because its ``step`` queries every one of its ``num_envs``
-prompts: a prompt the agent would skip still costs a query. The agent therefore only reports the
-Monte-Carlo predictive entropy ``Ĥ(x) = −(1/K) Σ_k log π(y_k|x)`` of the served prompts
-(``explorer/apl_entropy``, from the sampler's log-probs) and the mean chosen margin
-(``explorer/apl_margin``). Prompt-pool selection needs an env that lets the agent pick prompts
-(see the report of issue 7).
+APL's first stage chooses *which prompts* to query. With ``prompt_pool_size = P > 0`` the loop asks the
+env for a pool of ``P`` candidate prompts each round (``env.prompt_pool``: the served prompts plus fresh
+draws, free of queries) and :meth:`APLAgent.choose_prompts` samples ``K`` responses for every pool prompt,
+estimates the policy's Monte-Carlo predictive entropy ``Ĥ(x) = −(1/K) Σ_k log π(y_k|x)`` (from the
+sampler's log-probs; per token with ``entropy_per_token``) and keeps the ``B`` *highest*-entropy prompts
+(:func:`~oat_agents.exploration.apl.select_high_entropy_prompts`), which the env then serves
+(``env.serve_prompts``) and the oracle answers. The samples of the kept prompts are reused by ``act``,
+so selection costs ``P − B`` extra prompts of generation, not a second pass. With ``P = 0`` every served
+prompt is dueled (pair choice only). Metrics: ``explorer/apl_entropy`` (mean ``Ĥ`` of the dueled prompts),
+``explorer/apl_pool_entropy`` (of the whole pool) and ``explorer/apl_margin`` (mean chosen margin).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from oat_agents.agents.batching import collate_responses
-from oat_agents.agents.dap import DAPAgent
-from oat_agents.exploration.apl import implicit_reward_margin_pairs, predictive_entropy
+from oat_agents.agents.dap import DAPAgent, DAPAgentConfig
+from oat_agents.exploration.apl import (
+    implicit_reward_margin_pairs,
+    predictive_entropy,
+    select_high_entropy_prompts,
+)
+from oat_agents.policies.base import Generations
+
+
+@dataclass
+class APLAgentConfig(DAPAgentConfig):
+    """:class:`DAPAgentConfig` plus APL's prompt selection."""
+
+    prompt_pool_size: int = 0
+    """Candidate prompts per round from which the ``num_envs`` highest-entropy ones are queried
+    (must exceed ``num_envs``); 0 = no prompt selection, duel every served prompt."""
+    entropy_per_token: bool = False
+    """Rank prompts by per-token entropy (each sample's log-prob divided by its length) instead of the
+    sequence entropy, so long samples do not dominate."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.prompt_pool_size < 0:
+            raise ValueError(f"prompt_pool_size must be >= 0, got {self.prompt_pool_size}")
+
+
+def _subset(gens: Generations, rows: Sequence[int]) -> Generations:
+    """The generations of the given prompt rows, in that order."""
+    return Generations(
+        texts=[gens.texts[i] for i in rows],
+        token_ids=[gens.token_ids[i] for i in rows],
+        logprobs=[gens.logprobs[i] for i in rows],
+        finish_reasons=[gens.finish_reasons[i] for i in rows],
+        prompt_token_ids=[gens.prompt_token_ids[i] for i in rows] if gens.prompt_token_ids else [],
+    )
+
+
+def _entropy(gens: Generations, per_token: bool) -> torch.Tensor:
+    """``(P,)`` Monte-Carlo predictive entropy of each prompt from its samples' log-probs."""
+    sums = torch.tensor([[float(sum(lp)) for lp in per_prompt] for per_prompt in gens.logprobs])
+    lengths = torch.tensor([[len(lp) for lp in per_prompt] for per_prompt in gens.logprobs]) if per_token else None
+    return predictive_entropy(sums, lengths)
 
 
 class APLAgent(DAPAgent):
-    """:class:`DAPAgent` whose pairs are chosen by the largest implicit-reward margin (module docstring)."""
+    """:class:`DAPAgent` that queries the highest-entropy prompts of a pool (when ``prompt_pool_size > 0``)
+    and duels the pair with the largest implicit-reward margin (module docstring)."""
 
-    def __init__(self, policy, learner, config=None):
+    def __init__(self, policy: Any, learner: Any, config: APLAgentConfig | DAPAgentConfig | None = None):
+        config = config or APLAgentConfig()
+        if not isinstance(config, APLAgentConfig):  # a plain DAP config: pair choice only
+            config = APLAgentConfig(**{k: getattr(config, k) for k in DAPAgentConfig.__dataclass_fields__})
         super().__init__(policy, learner, config, explorer=None)
+        self.config: APLAgentConfig = config
         self._round_metrics: dict[str, float] = {}
+        self._chosen: tuple[tuple[str, ...], Generations] | None = None
+
+    @property
+    def prompt_pool_size(self) -> int:
+        """Read by the loop: > 0 makes it call :meth:`choose_prompts` on a pool of this size each round."""
+        return self.config.prompt_pool_size
+
+    def choose_prompts(self, pool: Sequence[str], num_select: int) -> np.ndarray:
+        """Indices of the ``num_select`` highest-entropy prompts of ``pool`` (highest first)."""
+        if num_select > len(pool):
+            raise ValueError(f"cannot choose {num_select} prompts from a pool of {len(pool)}")
+        gens = self.policy.generate(list(pool), n=self.config.num_samples, sampling=self.sampling_params())
+        entropy = _entropy(gens, self.config.entropy_per_token)
+        chosen = select_high_entropy_prompts(entropy, num_select).tolist()
+        self._chosen = (tuple(pool[i] for i in chosen), _subset(gens, chosen))
+        self._round_metrics["explorer/apl_pool_entropy"] = float(entropy.mean())
+        return np.asarray(chosen, dtype=np.int64)
 
     @torch.no_grad()
     def candidate_logps(self, prompt_ids: Sequence[Sequence[int]], token_ids: Sequence[Sequence[Sequence[int]]]):
@@ -51,16 +118,18 @@ class APLAgent(DAPAgent):
     def act(self, prompts: Sequence[str]) -> tuple[list[str], list[str]]:
         if not prompts:
             raise ValueError("act() needs at least one prompt")
-        gens = self.policy.generate(list(prompts), n=self.config.num_samples, sampling=self.sampling_params())
+        if self._chosen is not None and self._chosen[0] == tuple(prompts):
+            gens = self._chosen[1]  # sampled by choose_prompts this round
+        else:
+            gens = self.policy.generate(list(prompts), n=self.config.num_samples, sampling=self.sampling_params())
+        self._chosen = None
         policy_logps, ref_logps = self.candidate_logps(gens.prompt_token_ids, gens.token_ids)
         indices, margins = implicit_reward_margin_pairs(policy_logps, ref_logps, self.config.dap.beta)
         pairs = indices.numpy().astype(np.int64)
-        sampled = torch.tensor([[float(sum(lp)) for lp in per_prompt] for per_prompt in gens.logprobs])
-        self._round_metrics = {
-            "explorer/apl_entropy": float(predictive_entropy(sampled).mean()),
+        self._round_metrics.update({
+            "explorer/apl_entropy": float(_entropy(gens, self.config.entropy_per_token).mean()),
             "explorer/apl_margin": float(margins.mean()),
-            "explorer/same_pair_rate": 0.0,
-        }
+        })
         self._pending = {"prompts": list(prompts), "gens": gens, "pairs": pairs}
         a = [gens.texts[i][pairs[i, 0]] for i in range(len(prompts))]
         b = [gens.texts[i][pairs[i, 1]] for i in range(len(prompts))]
