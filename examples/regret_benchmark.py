@@ -5,19 +5,13 @@ Writes ``regret_table.md`` (cumulative E&E regret and anytime BAI regret vs orac
 over seeds), ``regret_results.json`` and ``regret.png`` to ``--out``. The default budget (8 methods x
 3 seeds x 1536 queries) took 8 minutes on 2 CPU cores; ``--quick`` takes under 3 minutes.
 
-Run: ``python examples/regret_benchmark.py [--quick] [--out runs/regret_bench]`` (all options: ``--help``;
-the implementation is ``bench/regret.py``).
+Run: ``python examples/regret_benchmark.py [--quick] [--out runs/regret_bench]``, the same as
+``oat-bench regret`` (all options: ``--help``; the implementation is ``oat_agents/bench/regret.py``).
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# bench/ is a script folder next to the package, not an installed module.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.regret import main  # noqa: E402
+from oat_agents.bench.regret import main
 
 if __name__ == "__main__":
     main()

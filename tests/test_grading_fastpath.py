@@ -2,7 +2,7 @@
 batch de-duplication and chunked pool dispatch.
 
 Every fast-path rule is checked against math-verify itself: for each pair the fast path decides,
-its verdict must equal ``verify(parse(gold), parse(response))`` -- the baseline of bench/grader.py.
+its verdict must equal ``verify(parse(gold), parse(response))`` -- the baseline of oat_agents/bench/grader.py.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Reported: wall seconds per 1,000 preference pairs for each side and the ratio TR
 oat-gym is faster). Evaluation, checkpoints (oat-gym saves one at the end of ``run_online``, which is
 included), logging and progress bars are off or minimal on both sides.
 
-Run: ``OMP_NUM_THREADS=1 python bench/dap_vs_trl.py [--quick] [--pairs 1000] [--batch 16]``.
+Run: ``OMP_NUM_THREADS=1 oat-bench dap-vs-trl [--quick] [--pairs 1000] [--batch 16]``.
 Needs ``trl`` (``pip install trl``; the class lives in ``trl.experimental.online_dpo`` since TRL 0.2x).
 """
 

@@ -22,7 +22,7 @@ with a new 2-worker pool and an empty verdict cache (process start and imports a
 time of each side is reported (timeit convention: the least disturbed run), with the median too.
 The load average is printed before and after, since other processes share the cores.
 
-    python bench/grader.py [--quick] [--repeats 3] [--workers 2]
+    oat-bench grader [--quick] [--repeats 3] [--workers 2]
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from oat_env.grading import GradingPool, clear_verdict_cache, grade_batch  # noqa: E402
+from oat_env.grading import GradingPool, clear_verdict_cache, grade_batch
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test.jsonl"
+# ../shared/data next to a source checkout (the repo's layout); override with --data or OAT_SHARED_DATA.
+DATA = Path(os.environ.get("OAT_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) / "gsm8k_test.jsonl"
 
 # (gold, equivalent forms, wrong forms)
 MATH_ANSWERS = [
@@ -150,7 +150,7 @@ def _baseline_child() -> None:
 def baseline(pairs: list[tuple[str, str]]) -> tuple[list[bool], float]:
     """math-verify's loop in a fresh process warmed like our pool (so sympy's and math-verify's
     in-process caches start in the same state on both sides)."""
-    out = subprocess.run([sys.executable, __file__, "--baseline-child"], input=json.dumps(pairs), text=True,
+    out = subprocess.run([sys.executable, "-m", "oat_agents.bench.grader", "--baseline-child"], input=json.dumps(pairs), text=True,
                          capture_output=True, check=True)
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     return answer["verdicts"], answer["seconds"]

@@ -23,7 +23,7 @@ forward/backward of the same model; with TRL's default gradient checkpointing on
 The 1.5x aim is NOT met with matched settings on CPU.
 TRL is an optional dependency (``pip install trl``); it is imported lazily with a clear error.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_vs_trl.py [--steps 12] [--prompts 16] [--group 8]
+    OMP_NUM_THREADS=1 oat-bench grpo-vs-trl [--steps 12] [--prompts 16] [--group 8]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ clip_grad_norm_(max_grad_norm); AdamW.step(); zero_grad()``. Ours: ``LearnerEngi
 the same AdamW hyper-parameters and clipping (gradient accumulation 1). Both get warmup steps, then
 the median of the timed steps is compared; ``ratio = ours / baseline`` (target <= 1.15).
 
-    .venv/bin/python bench/learner.py [--quick] [--stages 0 2 3] [--device cpu|cuda]
+    oat-bench learner [--quick] [--stages 0 2 3] [--device cpu|cuda]
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ Clients: ``C`` in {1, 8, 64} concurrent asyncio clients, each sending sequential
 Prints items/s and the ratios (targets: served-batching >= 5x served-bs1 at 64 clients, and
 >= 0.7x in-process). Everything runs in this process + the server's on 127.0.0.1.
 
-    python bench/oracle_server.py            # full
-    python bench/oracle_server.py --quick    # ~1 minute
+    oat-bench oracle-server            # full
+    oat-bench oracle-server --quick    # ~1 minute
 """
 
 from __future__ import annotations
@@ -34,11 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from oat_env.oracles.remote import RemoteOracle  # noqa: E402
-from oat_env.oracles.reward_model import RewardModelOracle, save_tiny_reward_model  # noqa: E402
+from oat_env.oracles.remote import RemoteOracle
+from oat_env.oracles.reward_model import RewardModelOracle, save_tiny_reward_model
 
 WORDS = "the a of to and is in it you that this summary post good bad tl dr".split()
 
@@ -68,7 +65,7 @@ class Server:
             "--port", str(self.port), "--workers", "1", "--max-batch-size", str(max_batch_size),
             "--max-wait-ms", str(max_wait_ms), "--timeout", "120", "--log-level", "warning",
         ]  # fmt: skip
-        env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+        env = dict(os.environ, HF_HUB_OFFLINE="1")
         self.log = open(log, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True

@@ -26,7 +26,7 @@ parameter tiny Llama) took 481 s (8 min) on 2 shared CPU cores with one torch th
 minute bound; ``--quick`` (2 seeds, 3 methods, 128 queries, a smaller model) needs about 90 s of CPU time
 (under 3 minutes when the cores are not oversubscribed) and exists for CI.
 
-    .venv/bin/python bench/regret.py [--quick] [--queries 1536] [--seeds 0 1 2] [--methods ...] [--out DIR]
+    oat-bench regret [--quick] [--queries 1536] [--seeds 0 1 2] [--methods ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -44,39 +44,47 @@ from typing import Any
 import numpy as np
 
 METHODS: tuple[str, ...] = ("passive", "offline", "ee_ts", "bai_ts", "sea_rollout", "uncertainty", "apl", "xpo")
-QUICK_METHODS: tuple[str, ...] = ("passive", "offline", "ee_ts")
+QUICK_METHODS: tuple[str, ...] = ("passive", "offline", "bai_ts")
 ENV_ID = "oat/Arithmetic-Duel-v0"
-ENV_KWARGS = {"min_digits": 2, "max_digits": 2, "operators": "+", "template": "bare"}
+# The demo's task (examples/arithmetic_online_dpo.py): single-digit sums with 40 % of the 100 problems held
+# out. Online DPO measurably learns it on CPU within ~16k queries; on 2-digit sums it does not move at
+# benchmark budgets, which would leave nothing to compare.
+ENV_KWARGS = {"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare", "eval_fraction": 0.4}
+# Methods whose pair is two random samples need no more candidates than that.
+TWO_SAMPLE_METHODS = ("passive", "offline", "xpo")
 
 
 @dataclass
 class BenchConfig:
     """Options of the benchmark (CLI flags of the same names)."""
 
-    queries: int = 1536
+    queries: int = 32768
     env_kwargs: dict[str, Any] = field(default_factory=lambda: dict(ENV_KWARGS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     methods: list[str] = field(default_factory=lambda: list(METHODS))
-    num_envs: int = 16
+    num_envs: int = 32
     num_samples: int = 4
-    warmup_steps: int = 400
-    hidden: int = 128
-    layers: int = 4
-    learning_rate: float = 5e-4
+    warmup_steps: int = 100
+    hidden: int = 64
+    layers: int = 2
+    learning_rate: float = 1e-4
+    learn_epochs: int = 2
     beta: float = 0.1
     sft_weight: float = 0.0
-    warmup_batch_size: int = 64
-    eval_every: int = 256
-    num_eval_prompts: int = 100
+    warmup_batch_size: int = 32
+    eval_every: int = 2048
+    num_eval_prompts: int = 33  # all the held-out single-digit problems
     rollout_fraction: float = 0.5
+    apl_pool_factor: int = 4
     xpo_alpha: float = 1e-3
     out: str = "runs/regret_bench"
     threads: int = 1
+    workers: int = 2
 
     @classmethod
     def quick(cls, out: str) -> BenchConfig:
-        return cls(queries=128, seeds=[0, 1], methods=list(QUICK_METHODS), warmup_steps=50, hidden=32, layers=2,
-                   eval_every=64, num_eval_prompts=30, out=out)
+        return cls(queries=256, seeds=[0, 1], methods=list(QUICK_METHODS), num_envs=16, warmup_steps=50, hidden=32,
+                   eval_every=128, num_eval_prompts=20, out=out)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -86,6 +94,10 @@ class BenchConfig:
             raise ValueError(f"queries ({self.queries}) must be at least num_envs ({self.num_envs})")
         if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.apl_pool_factor < 1:
+            raise ValueError(f"apl_pool_factor must be >= 1, got {self.apl_pool_factor}")
 
 
 def _make_env(cfg: BenchConfig) -> Any:
@@ -103,7 +115,7 @@ def warm_model(cfg: BenchConfig, seed: int) -> tuple[Any, Any]:
 
     env = _make_env(cfg)
     tokenizer = CharTokenizer()
-    heads = 4 if cfg.hidden >= 128 else 2
+    heads = 4 if cfg.hidden >= 128 else 2  # head width 32 (16 for the quick model)
     model = build_tiny_llama(len(tokenizer), hidden=cfg.hidden, layers=cfg.layers, heads=heads, seed=seed)
     sft_warmup(model, tokenizer, env.unwrapped.task.source,
                WarmupConfig(steps=cfg.warmup_steps, batch_size=cfg.warmup_batch_size, learning_rate=3e-3, seed=seed))
@@ -113,7 +125,7 @@ def warm_model(cfg: BenchConfig, seed: int) -> tuple[Any, Any]:
 
 def build_agent(method: str, cfg: BenchConfig, seed: int, model: Any, tokenizer: Any, env: Any) -> Any:
     """The agent of ``method`` on fresh copies of the warmed model (policy, learner, reference)."""
-    from oat_agents.agents.apl import APLAgent
+    from oat_agents.agents.apl import APLAgent, APLAgentConfig
     from oat_agents.agents.dap import DAPAgent, DAPAgentConfig
     from oat_agents.agents.sea import SEAAgent, SEAAgentConfig, training_prompt_sampler
     from oat_agents.agents.xpo import XPOAgent, XPOAgentConfig
@@ -126,16 +138,18 @@ def build_agent(method: str, cfg: BenchConfig, seed: int, model: Any, tokenizer:
     trainable = copy.deepcopy(model)
     learner = LearnerEngine(
         trainable,
-        LearnerConfig(zero_stage=0, learning_rate=cfg.learning_rate, micro_batch_size=64, max_grad_norm=1.0, seed=seed),
+        LearnerConfig(zero_stage=0, learning_rate=cfg.learning_rate, micro_batch_size=32, max_grad_norm=1.0, seed=seed),
         ref_model=copy.deepcopy(model),
     )
     policy = HFPolicy(copy.deepcopy(model), tokenizer, device="cpu")
-    common = dict(num_samples=cfg.num_samples, temperature=1.0, max_new_tokens=4, max_seq_length=16, seed=seed,
-                  dap=DAPConfig(loss_type="dpo", beta=cfg.beta, sft_weight=cfg.sft_weight))
+    num_samples = 2 if method in TWO_SAMPLE_METHODS else cfg.num_samples
+    common = dict(num_samples=num_samples, temperature=1.0, max_new_tokens=4, max_seq_length=16, seed=seed,
+                  learn_epochs=cfg.learn_epochs, dap=DAPConfig(loss_type="dpo", beta=cfg.beta, sft_weight=cfg.sft_weight))
     if method in ("passive", "offline"):
         return DAPAgent(policy, learner, DAPAgentConfig(**common))
     if method == "apl":
-        return APLAgent(policy, learner, DAPAgentConfig(**common))
+        pool = cfg.apl_pool_factor * cfg.num_envs if cfg.apl_pool_factor > 1 else 0
+        return APLAgent(policy, learner, APLAgentConfig(prompt_pool_size=pool, **common))
     if method == "xpo":
         ref_policy = HFPolicy(copy.deepcopy(model), tokenizer, device="cpu")
         return XPOAgent(policy, learner, XPOAgentConfig(xpo_alpha=cfg.xpo_alpha, **common), ref_policy=ref_policy)
@@ -165,6 +179,7 @@ def run_one(method: str, cfg: BenchConfig, seed: int, model: Any, tokenizer: Any
     rq, rr = result.regret_history
     model_pairs = getattr(agent, "model_pairs_total", 0)
     return {
+        **explorer_summary(Path(loop.log_dir) / "metrics.jsonl"),
         "eval_queries": [int(e["misc/queries"]) for e in result.evals],
         "anytime_regret": [float(e["eval/anytime_regret"]) for e in result.evals],
         "accuracy": [float(e["eval/accuracy"]) for e in result.evals],
@@ -174,6 +189,22 @@ def run_one(method: str, cfg: BenchConfig, seed: int, model: Any, tokenizer: Any
         "model_pairs": int(model_pairs),
         "seconds": time.perf_counter() - start,
     }
+
+
+# Explorer diagnostics summarised per run: mean over the last quarter of the rounds that logged them.
+EXPLORER_METRICS = ("eval/rm_accuracy", "explorer/ts_agreement", "explorer/pair_epistemic_var",
+                    "explorer/model_data_ratio", "explorer/apl_entropy", "explorer/apl_pool_entropy")
+
+
+def explorer_summary(metrics_jsonl: Path) -> dict[str, float]:
+    """``{metric: late mean}`` of :data:`EXPLORER_METRICS` from a run's ``metrics.jsonl`` (absent ones left out)."""
+    rows = [json.loads(line) for line in metrics_jsonl.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out = {}
+    for key in EXPLORER_METRICS:
+        values = [r[key] for r in rows if key in r]
+        if values:
+            out[key] = float(np.mean(values[-max(1, len(values) // 4):]))
+    return out
 
 
 def mean_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -193,7 +224,12 @@ def aggregate(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]
             mean, se = mean_se(np.array([r[key] for r in per_seed]))
             agg[key] = mean.tolist()
             agg[key + "_se"] = se.tolist()
+        auc_mean, auc_se = mean_se(np.array([[_anytime_auc(r["anytime_regret"])] for r in per_seed]))
+        agg["anytime_auc"], agg["anytime_auc_se"] = float(auc_mean[0]), float(auc_se[0])
         agg["seconds"] = float(np.mean([r["seconds"] for r in per_seed]))
+        for key in EXPLORER_METRICS:
+            if all(key in r for r in per_seed):
+                agg[key] = float(np.mean([r[key] for r in per_seed]))
         agg["model_pairs"] = float(np.mean([r["model_pairs"] for r in per_seed]))
         out[method] = agg
     if "passive" in out:
@@ -209,29 +245,77 @@ def aggregate(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]
     return out
 
 
+def _anytime_auc(per_seed_curve: list[float]) -> float:
+    """Mean anytime regret over the evaluations after the initial one: lower means it learned sooner."""
+    return float(np.mean(per_seed_curve[1:])) if len(per_seed_curve) > 1 else float(per_seed_curve[0])
+
+
 def format_table(agg: dict[str, dict[str, Any]], cfg: BenchConfig) -> str:
-    """Markdown table of final values (mean ± s.e.) and ratios against passive online DPO."""
+    """Markdown tables: final values and sample efficiency (mean ± s.e.; ratios against passive online DPO),
+    then the explorer diagnostics of the methods that log them."""
     lines = [
         f"Regret benchmark on {ENV_ID} {json.dumps(cfg.env_kwargs)}: {cfg.queries} oracle queries, "
-        f"seeds {cfg.seeds}, {cfg.num_envs} prompts × {cfg.num_samples} samples per round.",
+        f"seeds {cfg.seeds}, {cfg.num_envs} prompts per round ({cfg.num_samples} samples each for the "
+        f"explorers, 2 for {', '.join(TWO_SAMPLE_METHODS)}).",
         "",
         "| method | cumulative regret | ratio vs passive | anytime regret (final) | ratio vs passive "
-        "| accuracy (initial → final) | queries to passive's final anytime regret | model pairs | s/run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| anytime regret (mean over evals) | accuracy (initial → final) "
+        "| queries to passive's final anytime regret | model pairs | s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     base = agg.get("passive")
     for method, a in agg.items():
         cum, cum_se = a["cumulative_regret"][-1], a["cumulative_regret_se"][-1]
         any_, any_se = a["anytime_regret"][-1], a["anytime_regret_se"][-1]
         cum_ratio = f"{cum / base['cumulative_regret'][-1]:.3f}" if base else "-"
-        any_ratio = f"{any_ / base['anytime_regret'][-1]:.3f}" if base else "-"
+        any_ratio = f"{any_ / base['anytime_regret'][-1]:.3f}" if base and base["anytime_regret"][-1] > 0 else "-"
         to_target = a.get("queries_to_passive_final")
         lines.append(
             f"| {method} | {cum:.1f} ± {cum_se:.1f} | {cum_ratio} | {any_:.4f} ± {any_se:.4f} | {any_ratio} | "
+            f"{a['anytime_auc']:.4f} ± {a['anytime_auc_se']:.4f} | "
             f"{a['accuracy'][0]:.3f} → {a['accuracy'][-1]:.3f} ± {a['accuracy_se'][-1]:.3f} | "
             f"{'not reached' if to_target is None else to_target} | {a['model_pairs']:.0f} | {a['seconds']:.0f} |"
         )
+    diag = [(m, a) for m, a in agg.items() if any(k in a for k in EXPLORER_METRICS)]
+    if diag:
+        lines += ["", "Explorer diagnostics (mean of each run's last quarter of rounds, averaged over seeds):", "",
+                  "| method | " + " | ".join(EXPLORER_METRICS) + " |", "|---" * (len(EXPLORER_METRICS) + 1) + "|"]
+        for method, a in diag:
+            lines.append(f"| {method} | " + " | ".join(f"{a[k]:.4g}" if k in a else "-" for k in EXPLORER_METRICS) + " |")
+    verdicts = orderings(agg)
+    if verdicts:
+        lines += ["", "The paper's orderings (arXiv 2411.01493), as measured here:", ""] + [f"- {v}" for v in verdicts]
     return "\n".join(lines)
+
+
+def _lower(a: str, b: str, values: dict[str, tuple[float, float]]) -> str:
+    """Verdict on "``a`` is lower than ``b``" for a lower-is-better ``(mean, s.e.)`` summary, with the numbers."""
+    (ma, sa), (mb, sb) = values[a], values[b]
+    numbers = f"{a} {ma:.4g} ± {sa:.2g} vs {b} {mb:.4g} ± {sb:.2g}"
+    if ma >= mb:
+        return f"no: {numbers}"
+    clear = ma + sa < mb - sb
+    return f"yes, {'clearly (±1 s.e. apart)' if clear else 'within noise (±1 s.e. overlap)'}: {numbers}"
+
+
+def orderings(agg: dict[str, dict[str, Any]]) -> list[str]:
+    """Whether the paper's headline orderings hold in this run (those whose methods were run).
+
+    "Learns faster" compares the mean anytime regret over evaluations (the area under the BAI curve);
+    E&E compares final cumulative regret.
+    """
+    auc = {m: (a["anytime_auc"], a["anytime_auc_se"]) for m, a in agg.items()}
+    cum = {m: (a["cumulative_regret"][-1], a["cumulative_regret_se"][-1]) for m, a in agg.items()}
+    checks = [
+        ("SEA (bai_ts) learns faster than passive online DPO", "bai_ts", "passive", auc),
+        ("SEA (bai_ts) learns faster than offline DPO", "bai_ts", "offline", auc),
+        ("SEA with model rollout learns faster than passive online DPO", "sea_rollout", "passive", auc),
+        ("online (passive) DPO learns faster than offline DPO", "passive", "offline", auc),
+        ("E&E-TS has lower cumulative regret than BAI-TS", "ee_ts", "bai_ts", cum),
+        ("E&E-TS has lower cumulative regret than uncertainty sampling", "ee_ts", "uncertainty", cum),
+        ("BAI-TS has lower anytime regret than E&E-TS", "bai_ts", "ee_ts", auc),
+    ]
+    return [f"{claim}: {_lower(a, b, values)}" for claim, a, b, values in checks if a in agg and b in agg]
 
 
 def plot(agg: dict[str, dict[str, Any]], path: Path, cfg: BenchConfig) -> Path:
@@ -259,28 +343,72 @@ def plot(agg: dict[str, dict[str, Any]], path: Path, cfg: BenchConfig) -> Path:
     return path
 
 
-def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
-    """Run every method for every seed; write the table, JSON and plot to ``cfg.out``."""
+_WARM: dict[int, tuple[Any, Any]] = {}  # per process: the seed's warmed model, reused by its methods
+
+
+def _setup_process(threads: int) -> None:
+    """Single-process learner setup of a benchmark process (the parent or a pool worker)."""
     import torch
+    import torch.distributed as tdist
 
     from oat_agents.learners import init_distributed
+    from oat_agents.learners.dist import _LAUNCH_VARS
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not tdist.is_initialized():
+        # A spawned worker inherits the parent's rendezvous port; each process needs its own group.
+        for key in _LAUNCH_VARS:
+            os.environ.pop(key, None)
     # One intra-op thread: these models are tiny, and extra threads only fight over shared cores.
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(threads)
     init_distributed()
+
+
+def run_job(method: str, cfg: BenchConfig, seed: int) -> dict[str, Any]:
+    """One (method, seed) run in this process; the warm-up is shared by the seed's runs in this process.
+
+    Every input of a run is derived from ``(method, seed, cfg)``, so the result does not depend on which
+    worker runs it or in what order.
+    """
+    if seed not in _WARM:
+        _WARM.clear()
+        _WARM[seed] = warm_model(cfg, seed)
+    model, tokenizer = _WARM[seed]
+    return run_one(method, cfg, seed, model, tokenizer, Path(cfg.out) / "logs")
+
+
+def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
+    """Run every method for every seed (``cfg.workers`` processes); write the table, JSON and plot to ``cfg.out``."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in cfg.methods}
+    jobs = [(method, seed) for seed in cfg.seeds for method in cfg.methods]
+    results: dict[tuple[str, int], dict[str, Any]] = {}
     start = time.perf_counter()
-    for seed in cfg.seeds:
-        model, tokenizer = warm_model(cfg, seed)
-        for method in cfg.methods:
-            runs[method].append(run_one(method, cfg, seed, model, tokenizer, out / "logs"))
-            r = runs[method][-1]
-            print(f"seed {seed} {method:<12} cum regret {r['cumulative_regret'][-1]:8.1f}  "
-                  f"anytime {r['anytime_regret'][0]:.3f}→{r['anytime_regret'][-1]:.3f}  "
-                  f"acc {r['accuracy'][0]:.2f}→{r['accuracy'][-1]:.2f}  ({r['seconds']:.0f}s)", flush=True)
+    print(f"{len(jobs)} runs ({len(cfg.methods)} methods × {len(cfg.seeds)} seeds) of {cfg.queries} queries on "
+          f"{min(cfg.workers, len(jobs))} worker process(es)", flush=True)
+
+    def report(method: str, seed: int, r: dict[str, Any]) -> None:
+        results[(method, seed)] = r
+        print(f"[{len(results)}/{len(jobs)}] seed {seed} {method:<12} cum regret {r['cumulative_regret'][-1]:8.1f}  "
+              f"anytime {r['anytime_regret'][0]:.3f}→{r['anytime_regret'][-1]:.3f}  "
+              f"acc {r['accuracy'][0]:.2f}→{r['accuracy'][-1]:.2f}  ({r['seconds']:.0f}s; "
+              f"{time.perf_counter() - start:.0f}s elapsed)", flush=True)
+
+    if cfg.workers == 1 or len(jobs) == 1:
+        _setup_process(cfg.threads)
+        for method, seed in jobs:
+            report(method, seed, run_job(method, cfg, seed))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn, not fork: a forked child would inherit torch/DeepSpeed state and the parent's threads.
+        with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_setup_process, initargs=(cfg.threads,)) as pool:
+            futures = {pool.submit(run_job, method, cfg, seed): (method, seed) for method, seed in jobs}
+            for future in as_completed(futures):
+                report(*futures[future], future.result())
+    runs = {m: [results[(m, s)] for s in cfg.seeds] for m in cfg.methods}
     agg = aggregate(runs)
     table = format_table(agg, cfg)
     total = time.perf_counter() - start
@@ -301,6 +429,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--methods", nargs="+", default=None, choices=METHODS)
     parser.add_argument("--out", default="runs/regret_bench")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="parallel runs, one process and one torch thread each (default: 2, the CI machine's cores)")
     args = parser.parse_args(argv)
     cfg = BenchConfig.quick(args.out) if args.quick else BenchConfig(out=args.out)
     if args.queries is not None:
@@ -309,6 +439,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         cfg.seeds = args.seeds
     if args.methods is not None:
         cfg.methods = args.methods
+    if args.workers is not None:
+        cfg.workers = args.workers
     cfg.__post_init__()
     return cfg
 
