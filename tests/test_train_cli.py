@@ -174,3 +174,35 @@ def test_tiny_end_to_end_run_writes_metrics_curves_and_summary(
     assert float(win_rate[2]) == pytest.approx(eval_rows[-1]["eval/win_rate"], abs=1e-3)
     assert re.search(r"oracle queries\s+0\s+32", printed)
     assert elapsed < 120, f"the tiny run took {elapsed:.0f}s"  # ~8 s on an idle core; generous for CI load
+
+
+TINY_ARGS = [
+    "--env-kwargs", '{"template": "bare", "operators": "+", "max_digits": 1}', "--num-envs", "4",
+    "--warmup.steps", "5", "--tiny-hidden", "32", "--tiny-layers", "1", "--tiny-heads", "2",
+    "--agent.num-samples", "3", "--agent.max-new-tokens", "3", "--agent.max-seq-length", "12",
+    "--learner.zero-stage", "0", "--learner.micro-batch-size", "8",
+    "--loop.total-queries", "16", "--loop.eval-query-interval", "0", "--loop.no-progress", "--no-plot",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("algo_args", "metric"),
+    [
+        (["--algo", "sea", "--explorer.method", "bai_ts", "--explorer.num-members", "4",
+          "--rollout-fraction", "0.5", "--rollout-min-queries", "4"], "explorer/model_data_ratio"),
+        (["--algo", "apl", "--apl-prompt-pool-size", "8"], "explorer/apl_pool_entropy"),
+        (["--algo", "xpo", "--xpo-alpha", "0.01"], "train/xpo_term"),
+    ],
+)
+def test_exploring_agents_run_from_the_cli(algo_args: list[str], metric: str, tmp_path: Path) -> None:
+    summary = main([*TINY_ARGS, "--loop.log-dir", str(tmp_path), *algo_args])
+    assert summary.result.queries == 16 and summary.result.rounds == 4  # model rollouts are not queries
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(metric in r for r in rows), f"{metric} was never logged"
+    if "sea" in algo_args:
+        assert rows[-1]["explorer/model_data_ratio"] == pytest.approx(0.5)  # rollouts once 4 labels were seen
+
+
+def test_apl_pool_must_exceed_num_envs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must exceed --num-envs"):
+        main([*TINY_ARGS, "--loop.log-dir", str(tmp_path), "--algo", "apl", "--apl-prompt-pool-size", "4"])
