@@ -14,7 +14,12 @@
 #   offline --loop.sync-params-every 0   (the actor never changes: all data come from the SFT policy,
 #                                         i.e. DPO on a fixed dataset collected by pi_ref)
 #
-# Usage:  bash examples/tldr_online_dpo.sh [online|offline|both] [extra oat-train options...]
+# A third mode runs SEA (arXiv 2411.01493) on the same setup:
+#   sea     --algo sea --explorer.method bai_ts: 20 candidates per prompt, an ensemble ERM (10 members) on
+#           the frozen SFT policy's mean-pooled last hidden state picks one Thompson-sampled arm and the
+#           most uncertain duel against it; online sync. Add --rollout-fraction 0.5 for model rollouts.
+#
+# Usage:  bash examples/tldr_online_dpo.sh [online|offline|sea|both] [extra oat-train options...]
 #   e.g.  bash examples/tldr_online_dpo.sh online --loop.total-queries 8192
 #
 # Requirements: one CUDA GPU (~24 GB is plenty for 1B + RM + vLLM at gpu_memory_utilization defaults),
@@ -26,7 +31,8 @@
 # option below is a real `oat-train` option (checked by tests/test_train_cli.py) and the same code path
 # ran on CPU with a tiny model (`--backend hf`, ZeRO-0/2, fp32) and with SmolLM2-135M on local TL;DR data
 # with the embedding oracle (examples/smollm_offline.py). NOT exercised: vLLM, bf16 on GPU, the Pythia
-# models and the RM download, and the wall-clock/memory numbers of this configuration.
+# models and the RM download, the SEA mode at this scale (its CPU path is tests/test_train_cli.py's
+# --algo sea run and the regret benchmark), and the wall-clock/memory numbers of this configuration.
 #
 # Multi-GPU (DESIGN.md section 6: one process per GPU, data-parallel learners). `oat_agents.train`
 # initialises torch.distributed from the launcher's RANK/WORLD_SIZE/MASTER_* variables, so
@@ -39,8 +45,8 @@ set -euo pipefail
 MODE="${1:-both}"
 if [[ $# -gt 0 ]]; then shift; fi
 case "$MODE" in
-  online|offline|both) ;;
-  *) echo "usage: $0 [online|offline|both] [extra oat-train options]" >&2; exit 2 ;;
+  online|offline|sea|both) ;;
+  *) echo "usage: $0 [online|offline|sea|both] [extra oat-train options]" >&2; exit 2 ;;
 esac
 
 SFT_MODEL="${SFT_MODEL:-cleanrl/EleutherAI_pythia-1b-deduped__sft__tldr}"
@@ -95,5 +101,8 @@ if [[ "$MODE" == online || "$MODE" == both ]]; then
 fi
 if [[ "$MODE" == offline || "$MODE" == both ]]; then
   train offline 0 "$@"
+fi
+if [[ "$MODE" == sea ]]; then
+  train sea 1 --algo sea --explorer.method bai_ts --explorer.num-members 10 --agent.num-samples 20 "$@"
 fi
 echo "learning curves: $RUN_ROOT/*/curves.png   (tensorboard --logdir $RUN_ROOT)"

@@ -145,14 +145,18 @@ def build_agent(config: TrainConfig, env: Any, policy: Any, learner: Any, refere
     if config.algo == "dap":
         return DAPAgent(policy, learner, DAPAgentConfig(**base))
     if config.algo == "sea":
+        import torch
+
         from oat_agents.agents.sea import SEAAgent, SEAAgentConfig, training_prompt_sampler
         from oat_agents.exploration.explorer import Explorer
         from oat_agents.exploration.features import SentenceEmbeddingFeatures, policy_hidden_state_features
 
+        device = "cuda" if torch.cuda.is_available() else "cpu"  # the features are a forward pass per candidate
         if config.features == "embedding":
-            features = SentenceEmbeddingFeatures(cache_size=4096)
+            features = SentenceEmbeddingFeatures(device=device, cache_size=4096)
         else:
-            features = policy_hidden_state_features(copy.deepcopy(reference).eval(), tokenizer, cache_size=4096)
+            frozen = copy.deepcopy(reference).eval().to(device)
+            features = policy_hidden_state_features(frozen, tokenizer, cache_size=4096)
         explorer_config = copy.deepcopy(config.explorer)
         explorer_config.seed = config.seed
         sea_config = SEAAgentConfig(rollout_fraction=config.rollout_fraction,

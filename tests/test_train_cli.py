@@ -206,3 +206,17 @@ def test_exploring_agents_run_from_the_cli(algo_args: list[str], metric: str, tm
 def test_apl_pool_must_exceed_num_envs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must exceed --num-envs"):
         main([*TINY_ARGS, "--loop.log-dir", str(tmp_path), "--algo", "apl", "--apl-prompt-pool-size", "4"])
+
+
+def test_gpu_recipe_uses_only_real_oat_train_options() -> None:
+    """examples/tldr_online_dpo.sh cannot run here (GPU, hub); at least every flag it passes must exist."""
+    script = (Path(__file__).resolve().parents[1] / "examples" / "tldr_online_dpo.sh").read_text()
+    # Code lines only: comments and the closing echo mention other tools' flags (torchrun, tensorboard).
+    code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith(("#", "echo")))
+    used = set(re.findall(r"(?<![\w-])(--[a-z][\w.-]*)", code))
+    flags = {flag for flag, _, is_group in _options(TrainConfig) if not is_group}
+    # Boolean fields also have a --no-<name> form; tyro accepts both.
+    known = flags | {f"--{f[2:].rsplit('.', 1)[0]}.no-{f.rsplit('.', 1)[-1]}" if "." in f else f"--no-{f[2:]}"
+                     for f in flags}
+    assert {"--algo", "--explorer.method", "--learner.gradient-checkpointing"} <= used
+    assert used <= known, f"not oat-train options: {sorted(used - known)}"
