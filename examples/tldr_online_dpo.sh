@@ -34,12 +34,12 @@
 # models and the RM download, the SEA mode at this scale (its CPU path is tests/test_train_cli.py's
 # --algo sea run and the regret benchmark), and the wall-clock/memory numbers of this configuration.
 #
-# Multi-GPU (DESIGN.md section 6: one process per GPU, data-parallel learners). `oat_agents.train`
-# initialises torch.distributed from the launcher's RANK/WORLD_SIZE/MASTER_* variables, so
+# Multi-GPU (DESIGN.md section 6: one process per GPU, data-parallel learners):
 #     torchrun --nproc_per_node 8 -m oat_agents.train <the same options>
-# starts 8 learner ranks, but `oat-train` as written builds an env, an actor and an oracle in *every*
-# rank and the loop has no cross-rank coordination of prompts, queries or evaluation: NOT tested, and
-# not expected to give a correct 8x run yet. Use one GPU per run with this script.
+# runs 8 ranks, each with its own env, actor and oracle, dueling --num-envs prompts per round from its
+# own prompt stream; the budget and regret count all ranks and rank 0 logs. Tested with 2 CPU ranks
+# (tests/test_loop_dist.py), NOT on GPUs. Note the oracle (reward model) is loaded once per rank; serve it
+# once with oat-serve-oracle and pass "oracle_url" in --env-kwargs to share it.
 set -euo pipefail
 
 MODE="${1:-both}"

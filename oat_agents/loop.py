@@ -19,6 +19,15 @@ key ones to a progress bar; every evaluation also dumps its prompts, responses a
 ``log_dir/eval/queries_<N>.json``. Checkpoints (learner, optimizer, schedule, RNG, buffer, env prompt
 stream, counters, history) are written atomically every ``save_every`` rounds and resumed from with
 ``resume=True``.
+
+Several processes (``torchrun``, DESIGN.md §6): every rank runs its own env and actor and duels
+``num_envs`` prompts per round, from its own prompt stream (the env is reset with ``seed + rank``); the
+learners are data-parallel (DeepSpeed averages the gradients), so one round trains on ``world ×
+num_envs`` pairs. ``total_queries`` and the logged ``misc/queries`` and ``regret/cumulative`` count all
+ranks' queries (summed every round). Every rank evaluates the same held-out prompts with the same weights;
+rank 0 alone logs, dumps and shows progress. A checkpoint holds every rank's env, agent and regret state
+and must be resumed with the same number of ranks. Each rank's explorer (SEA's ERM) learns from its own
+rank's labels.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from oat_agents.learners import dist
 from oat_env.metrics import RegretTracker
 
 
@@ -176,12 +186,16 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
     """
     from oat_agents.learners.checkpoint import CheckpointManager
 
+    rank, world = dist.rank(), dist.world_size()
+    is_main = rank == 0
     log_dir = Path(config.log_dir)
     ckpt = CheckpointManager(config.checkpoint_dir or log_dir / "checkpoints", keep_last=config.keep_checkpoints)
-    logger = MetricLogger(config, run_config)
+    logger = MetricLogger(config, run_config) if is_main else None
     unwrapped = env.unwrapped
     batch = env.num_envs
-    tracker = RegretTracker()
+    round_queries = batch * world  # every rank duels its num_envs prompts each round
+    tracker = RegretTracker()  # this rank's pairs
+    regret_history: tuple[list[int], list[float]] = ([], [])  # all ranks': (queries, cumulative regret)
     evals: list[dict[str, float]] = []
     rounds, last_eval_at, last_sync_round = 0, -1, 0
     # The weights the actor samples with, kept when it may lag the learner (iterative/offline), so an
@@ -194,19 +208,30 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
         raise TypeError(f"{type(agent).__name__} selects prompts from a pool, but {type(unwrapped).__name__} "
                         "has no prompt_pool()/serve_prompts() (use an oat_env single-turn vector env)")
 
-    obs, _ = env.reset(seed=config.seed)
+    obs, _ = env.reset(seed=config.seed + rank)  # distinct prompt streams per rank
     resumed = ckpt.resume(agent.learner) if config.resume else None
     if resumed is not None:
         tag, extra = resumed
-        unwrapped.load_state_dict(extra["env"])
-        agent.load_state_dict(extra["agent"])
-        tracker.load_state_dict(extra["regret"])
+        if extra.get("world_size", 1) != world:
+            raise ValueError(f"checkpoint {tag} was written by {extra.get('world_size', 1)} ranks; resume it with "
+                             f"that many processes, not {world}")
+        local = extra["ranks"][rank]
+        unwrapped.load_state_dict(local["env"])
+        agent.load_state_dict(local["agent"])
+        tracker.load_state_dict(local["regret"])
+        regret_history = (list(extra["regret_history"][0]), list(extra["regret_history"][1]))
         evals = extra["evals"]
         rounds, last_eval_at, last_sync_round = extra["rounds"], extra["last_eval_at"], extra["last_sync_round"]
         actor_weights = extra["actor_weights"]
         agent.load_policy_weights(actor_weights if actor_weights is not None else agent.learner.state_dict_for_sync())
         obs = unwrapped.current_prompts
-        print(f"resumed from {tag}: round {rounds}, {unwrapped.num_queries} queries")
+        if is_main:
+            print(f"resumed from {tag}: round {rounds}, {unwrapped.num_queries * world} queries")
+    queries = int(dist.all_reduce_sum([unwrapped.num_queries])[0])
+
+    def log(metrics: dict[str, float], at: int) -> None:
+        if logger is not None:
+            logger.log(metrics, at)
 
     def sync() -> float:
         nonlocal actor_weights
@@ -217,18 +242,19 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
 
     def run_eval() -> None:
         nonlocal last_eval_at
-        queries = unwrapped.num_queries
         stale = actor_weights is not None and rounds > last_sync_round
-        metrics = evaluate_learner(env, agent, config, queries, log_dir / "eval", actor_weights if stale else None)
+        dump_dir = log_dir / "eval" if is_main else None
+        metrics = evaluate_learner(env, agent, config, queries, dump_dir, actor_weights if stale else None)
         evals.append(metrics)
-        logger.log(metrics, queries)
+        log(metrics, queries)
         last_eval_at = queries
 
     def save() -> None:
+        local = {"env": unwrapped.state_dict(), "agent": agent.state_dict(), "regret": tracker.state_dict()}
         extra = {
-            "env": unwrapped.state_dict(),
-            "agent": agent.state_dict(),
-            "regret": tracker.state_dict(),
+            "world_size": world,
+            "ranks": dist.all_gather_object(local),
+            "regret_history": regret_history,
             "evals": evals,
             "rounds": rounds,
             "last_eval_at": last_eval_at,
@@ -239,14 +265,14 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
         ckpt.save(agent.learner, extra_state=extra, tag=f"round_{rounds:07d}")
 
     bar = None
-    if config.progress:
+    if config.progress and is_main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.total_queries, initial=unwrapped.num_queries, unit="query", dynamic_ncols=True)
+        bar = tqdm(total=config.total_queries, initial=queries, unit="query", dynamic_ncols=True)
     try:
         if config.eval_query_interval and last_eval_at < 0:
             run_eval()
-        while unwrapped.num_queries + batch <= config.total_queries:
+        while queries + round_queries <= config.total_queries:
             metrics: dict[str, float] = {}
             start = time.perf_counter()
             if pool_size:
@@ -258,10 +284,10 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
             metrics["oracle/s"] = time.perf_counter() - start
             feedback = infos["final_info"]
             agent.observe(feedback["label"])
+            step_regret = 0.0
             if has_regret:
                 try:
-                    metrics["regret/step"] = tracker.update(feedback)
-                    metrics["regret/cumulative"] = tracker.cumulative_regret
+                    step_regret = tracker.update(feedback)
                 except KeyError:
                     has_regret = False
             metrics["actor/label_mean"] = float(np.mean(rewards))
@@ -271,11 +297,19 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
             if config.sync_params_every and rounds % config.sync_params_every == 0:
                 metrics["misc/weight_sync_s"] = sync()
                 last_sync_round = rounds
-            queries = unwrapped.num_queries
+            # One collective per round: all ranks' queries and regret.
+            total, round_regret = dist.all_reduce_sum([unwrapped.num_queries, step_regret])
+            queries = int(total)
+            if has_regret:
+                cumulative = (regret_history[1][-1] if regret_history[1] else 0.0) + round_regret
+                regret_history[0].append(queries)
+                regret_history[1].append(cumulative)
+                metrics["regret/step"] = round_regret
+                metrics["regret/cumulative"] = cumulative
             metrics["misc/queries"] = queries
             metrics["misc/rounds"] = rounds
             metrics.update({k: v for k, v in unwrapped.last_oracle_metrics.items() if isinstance(v, (int, float))})
-            logger.log(metrics, queries)
+            log(metrics, queries)
             if config.eval_query_interval and queries - last_eval_at >= config.eval_query_interval:
                 run_eval()
             if config.save_every and rounds % config.save_every == 0:
@@ -286,17 +320,19 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
                 post = {"loss": metrics.get("train/loss"), "regret": metrics.get("regret/cumulative")}
                 post.update({k.split("/")[1]: latest.get(k) for k in ("eval/win_rate", "eval/accuracy")})
                 bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if v is not None and math.isfinite(v)})
-        if config.eval_query_interval and last_eval_at != unwrapped.num_queries:
+        if config.eval_query_interval and last_eval_at != queries:
             run_eval()
         save()
     finally:
         if bar is not None:
             bar.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
+    has_history = has_regret and bool(regret_history[0])
     return LoopResult(
         evals=evals,
-        queries=unwrapped.num_queries,
+        queries=queries,
         rounds=rounds,
-        cumulative_regret=tracker.cumulative_regret if has_regret and tracker.queries else None,
-        regret_history=(tracker.history_queries, tracker.history_regret) if has_regret and tracker.queries else None,
+        cumulative_regret=regret_history[1][-1] if has_history else None,
+        regret_history=regret_history if has_history else None,
     )

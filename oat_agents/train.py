@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from oat_agents.agents.dap import DAPAgent, DAPAgentConfig
 from oat_agents.exploration.explorer import ExplorerConfig
+from oat_agents.learners import dist
 from oat_agents.learners.engine import LearnerConfig
 from oat_agents.loop import LoopConfig, LoopResult, run_online
 from oat_agents.tiny import WarmupConfig
@@ -209,11 +210,13 @@ def train(config: TrainConfig) -> TrainSummary:
     loop_config.seed = config.seed
     run_config = asdict(config)
     log_dir = Path(loop_config.log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    (log_dir / "config.json").write_text(json.dumps(run_config, indent=1, default=str), encoding="utf-8")
+    is_main = dist.is_main_process()  # under torchrun, rank 0 alone writes the run's files
+    if is_main:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / "config.json").write_text(json.dumps(run_config, indent=1, default=str), encoding="utf-8")
     result = run_online(env, agent, loop_config, run_config=run_config)
     plot_path = None
-    if config.plot and result.evals:
+    if config.plot and result.evals and is_main:
         from oat_agents.plotting import plot_learning_curves
 
         plot_path = plot_learning_curves(
@@ -245,10 +248,11 @@ def main(argv: list[str] | None = None) -> TrainSummary:
 
     config = tyro.cli(TrainConfig, args=argv, description=__doc__)
     summary = train(config)
-    print(summary_table(summary))
-    print(f"logs: {summary.log_dir} (tensorboard --logdir {summary.log_dir})")
-    if summary.plot_path is not None:
-        print(f"learning curves: {summary.plot_path}")
+    if dist.is_main_process():
+        print(summary_table(summary))
+        print(f"logs: {summary.log_dir} (tensorboard --logdir {summary.log_dir})")
+        if summary.plot_path is not None:
+            print(f"learning curves: {summary.plot_path}")
     return summary
 
 

@@ -170,3 +170,16 @@ def test_bad_inputs(tmp_path):
         save_checkpoint(eng, tmp_path, tag="../escape")
     with pytest.raises(ValueError, match="not a complete checkpoint"):
         load_checkpoint(eng, tmp_path, tag="missing")
+
+
+def test_resuming_with_another_world_size_is_refused(tmp_path):
+    import json
+
+    eng = make_engine(0)
+    path = save_checkpoint(eng, tmp_path, tag="t")
+    marker = path / "oat_checkpoint.json"
+    meta = json.loads(marker.read_text())
+    assert meta["world_size"] == 1
+    marker.write_text(json.dumps({**meta, "world_size": 2}))  # as written by a 2-rank run
+    with pytest.raises(ValueError, match="written by 2 ranks; resume it with 2 processes, not 1"):
+        load_checkpoint(eng, tmp_path, tag="t")

@@ -206,8 +206,14 @@ def load_checkpoint(
         if tag is None:
             return None
     _validate_tag(tag)
-    if _read_marker(root / tag) is None:
+    marker = _read_marker(root / tag)
+    if marker is None:
         raise ValueError(f"{root / tag} is not a complete checkpoint (no valid {MARKER})")
+    saved_world = int(marker.get("world_size", dist.world_size()))
+    if saved_world != dist.world_size():
+        # DeepSpeed cannot re-partition optimizer state, and every rank's env/RNG state is its own.
+        raise ValueError(f"checkpoint {root / tag} was written by {saved_world} ranks; resume it with {saved_world} "
+                         f"processes, not {dist.world_size()}")
     path, client_state = learner.engine.load_checkpoint(
         str(root),
         tag=tag,

@@ -1,0 +1,72 @@
+"""``oat-train`` under torchrun with 2 ranks (DESIGN.md §6): each rank duels its own prompts, the learners
+are data-parallel, the query budget and regret count both ranks, rank 0 alone logs, and a 2-rank
+checkpoint resumes with 2 ranks (and refuses 1)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import subprocess_env
+
+ARGS = [
+    "--env-kwargs", '{"template": "bare", "operators": "+", "max_digits": 1}', "--num-envs", "4",
+    "--warmup.steps", "5", "--tiny-hidden", "32", "--tiny-layers", "1", "--tiny-heads", "2",
+    "--agent.max-new-tokens", "3", "--agent.max-seq-length", "12",
+    "--learner.zero-stage", "2", "--learner.micro-batch-size", "4",
+    "--loop.eval-query-interval", "16", "--loop.num-eval-prompts", "8", "--loop.no-progress", "--no-plot",
+    "--loop.no-tensorboard",
+]  # fmt: skip
+
+
+def _torchrun(log_dir: Path, *extra: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    from oat_agents.learners.dist import free_port
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
+           "127.0.0.1", "--master_port", str(free_port()), "-m", "oat_agents.train", *ARGS,
+           "--loop.log-dir", str(log_dir), *extra]  # fmt: skip
+    env = subprocess_env(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=480, env=env)
+
+
+def _extra_state(log_dir: Path) -> dict:
+    ckpt = log_dir / "checkpoints"
+    tag = (ckpt / "latest").read_text().strip()
+    state = torch.load(ckpt / tag / "mp_rank_00_model_states.pt", weights_only=False)
+    return state["oat_extra_state"]
+
+
+@pytest.mark.slow
+def test_two_ranks_share_the_budget_and_resume(tmp_path: Path) -> None:
+    log_dir = tmp_path / "run"
+    first = _torchrun(log_dir, "--loop.total-queries", "32")
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert first.stdout.count("oracle queries") == 1  # rank 0 alone prints the summary
+    rows = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "train/loss" in r]
+    assert [r["misc/queries"] for r in train_rows] == [8, 16, 24, 32]  # 2 ranks x 4 duels per round
+    assert [r["queries"] for r in rows if "eval/accuracy" in r] == [0, 16, 32]
+    assert train_rows[-1]["regret/cumulative"] > train_rows[0]["regret/cumulative"] > 0
+
+    extra = _extra_state(log_dir)
+    assert extra["world_size"] == 2 and len(extra["ranks"]) == 2
+    ranks = extra["ranks"]
+    assert [r["env"]["task"]["queries"] for r in ranks] == [16, 16]
+    assert ranks[0]["env"]["records"] != ranks[1]["env"]["records"]  # each rank serves its own prompts
+    both = ranks[0]["regret"]["cumulative_regret"] + ranks[1]["regret"]["cumulative_regret"]
+    assert extra["regret_history"][1][-1] == pytest.approx(both)  # the logged regret counts both ranks
+
+    resumed = _torchrun(log_dir, "--loop.total-queries", "48", "--loop.resume")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "resumed from round_0000004: round 4, 32 queries" in resumed.stdout
+    rows = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["misc/queries"] for r in rows if "train/loss" in r] == [8, 16, 24, 32, 40, 48]
+
+    single = subprocess.run(
+        [sys.executable, "-m", "oat_agents.train", *ARGS, "--loop.log-dir", str(log_dir), "--loop.total-queries", "64",
+         "--loop.resume"],
+        capture_output=True, text=True, timeout=240, env=subprocess_env(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"),
+    )
+    assert single.returncode != 0 and "written by 2 ranks; resume it with 2 processes, not 1" in single.stderr
