@@ -178,105 +178,180 @@ def evaluate_learner(
     return metrics
 
 
+class RoundBookkeeper:
+    """What the round-based loops (:func:`run_online`, :func:`~oat_agents.rl_loop.run_online_rl`) share: ranks
+    and the all-rank query count, logging, evaluation of the learner, weight sync, checkpoint/resume and
+    the progress bar. The loop itself only acts, steps the env and feeds the agent.
+
+    Args:
+        env, agent, config, run_config: as the loops take them.
+        extra_state: ``() -> (this rank's loop state, state shared by all ranks)``, two picklable dicts the
+            loop adds to checkpoints (e.g. its regret tracker); :meth:`start` hands them back on resume.
+    """
+
+    def __init__(self, env: Any, agent: Any, config: LoopConfig, run_config: dict[str, Any] | None = None,
+                 extra_state: Any = None):
+        from oat_agents.learners.checkpoint import CheckpointManager
+
+        self.env, self.agent, self.config = env, agent, config
+        self.unwrapped = env.unwrapped
+        self.rank, self.world = dist.rank(), dist.world_size()
+        self.is_main = self.rank == 0
+        self.round_queries = env.num_envs * self.world  # every rank answers its num_envs prompts per round
+        self.log_dir = Path(config.log_dir)
+        self.ckpt = CheckpointManager(config.checkpoint_dir or self.log_dir / "checkpoints", keep_last=config.keep_checkpoints)
+        self.logger = MetricLogger(config, run_config) if self.is_main else None
+        self.extra_state = extra_state or (lambda: ({}, {}))
+        self.evals: list[dict[str, float]] = []
+        self.rounds, self.last_eval_at, self.last_sync_round, self.queries = 0, -1, 0, 0
+        # The weights the actor samples with, kept when it may lag the learner (iterative/offline), so an
+        # evaluation of the learner can borrow the policy and give it back unchanged.
+        self.actor_weights = None if config.sync_params_every == 1 else agent.learner.state_dict_for_sync()
+        self.bar = None
+
+    def start(self) -> tuple[Any, tuple[dict[str, Any], dict[str, Any]] | None]:
+        """Reset the env (seed + rank: distinct prompt streams), resume when asked, evaluate the start.
+
+        Returns the first observation and, after a resume, the loop's ``(local, shared)`` extra state.
+        """
+        obs, _ = self.env.reset(seed=self.config.seed + self.rank)
+        restored = None
+        resumed = self.ckpt.resume(self.agent.learner) if self.config.resume else None
+        if resumed is not None:
+            tag, extra = resumed
+            if extra.get("world_size", 1) != self.world:
+                raise ValueError(f"checkpoint {tag} was written by {extra.get('world_size', 1)} ranks; resume it "
+                                 f"with that many processes, not {self.world}")
+            local = extra["ranks"][self.rank]
+            self.unwrapped.load_state_dict(local["env"])
+            self.agent.load_state_dict(local["agent"])
+            self.evals = extra["evals"]
+            self.rounds, self.last_eval_at = extra["rounds"], extra["last_eval_at"]
+            self.last_sync_round, self.actor_weights = extra["last_sync_round"], extra["actor_weights"]
+            weights = self.actor_weights if self.actor_weights is not None else self.agent.learner.state_dict_for_sync()
+            self.agent.load_policy_weights(weights)
+            obs = self.unwrapped.current_prompts
+            restored = (local["loop"], extra["loop"])
+        self.queries = int(dist.all_reduce_sum([self.unwrapped.num_queries])[0])
+        if resumed is not None and self.is_main:
+            print(f"resumed from {resumed[0]}: round {self.rounds}, {self.queries} queries")
+        if self.config.progress and self.is_main:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.config.total_queries, initial=self.queries, unit="query", dynamic_ncols=True)
+        if self.config.eval_query_interval and self.last_eval_at < 0:
+            self.evaluate()
+        return obs, restored
+
+    def another_round_fits(self) -> bool:
+        """Whether one more round (every rank's prompts) fits in ``total_queries``."""
+        return self.queries + self.round_queries <= self.config.total_queries
+
+    def log(self, metrics: dict[str, float], queries: int) -> None:
+        if self.logger is not None:
+            self.logger.log(metrics, queries)
+
+    def sync(self) -> float:
+        seconds = self.agent.sync_weights()
+        if self.actor_weights is not None:
+            self.actor_weights = self.agent.learner.state_dict_for_sync()
+        return seconds
+
+    def evaluate(self) -> None:
+        """Evaluate the learner's weights (every rank: ZeRO-3 gathers are collective); rank 0 logs and dumps."""
+        stale = self.actor_weights is not None and self.rounds > self.last_sync_round
+        dump_dir = self.log_dir / "eval" if self.is_main else None
+        metrics = evaluate_learner(self.env, self.agent, self.config, self.queries, dump_dir,
+                                   self.actor_weights if stale else None)
+        self.evals.append(metrics)
+        self.log(metrics, self.queries)
+        self.last_eval_at = self.queries
+
+    def end_round(self, metrics: dict[str, float], sums: tuple[float, ...] = ()) -> list[float]:
+        """After ``agent.learn()``: count the round, sync weights when due, and add up the queries (and the
+        loop's per-rank ``sums``, e.g. regret) over ranks in one all-reduce. Returns the summed ``sums``."""
+        self.rounds += 1
+        if self.config.sync_params_every and self.rounds % self.config.sync_params_every == 0:
+            metrics["misc/weight_sync_s"] = self.sync()
+            self.last_sync_round = self.rounds
+        total, *summed = dist.all_reduce_sum([self.unwrapped.num_queries, *sums])
+        self.queries = int(total)
+        metrics["misc/queries"] = self.queries
+        metrics["misc/rounds"] = self.rounds
+        metrics.update({k: v for k, v in self.unwrapped.last_oracle_metrics.items() if isinstance(v, (int, float))})
+        return summed
+
+    def after_round(self, metrics: dict[str, float], bar_keys: tuple[str, ...]) -> None:
+        """Log the round, evaluate and checkpoint when due, update the progress bar (``bar_keys`` shown)."""
+        self.log(metrics, self.queries)
+        if self.config.eval_query_interval and self.queries - self.last_eval_at >= self.config.eval_query_interval:
+            self.evaluate()
+        if self.config.save_every and self.rounds % self.config.save_every == 0:
+            self.save()
+        if self.bar is not None:
+            self.bar.update(self.queries - self.bar.n)
+            latest = self.evals[-1] if self.evals else {}
+            post = {k.split("/")[-1]: metrics.get(k) for k in bar_keys}
+            post.update({k.split("/")[1]: latest.get(k) for k in ("eval/win_rate", "eval/accuracy", "eval/success_rate")})
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if v is not None and math.isfinite(v)})
+
+    def save(self) -> None:
+        """Checkpoint (every rank calls it): learner, plus every rank's env/agent/loop state and the shared counters."""
+        local_loop, shared_loop = self.extra_state()
+        local = {"env": self.unwrapped.state_dict(), "agent": self.agent.state_dict(), "loop": local_loop}
+        extra = {
+            "world_size": self.world,
+            "ranks": dist.all_gather_object(local),
+            "loop": shared_loop,
+            "evals": self.evals,
+            "rounds": self.rounds,
+            "last_eval_at": self.last_eval_at,
+            "last_sync_round": self.last_sync_round,
+            "actor_weights": self.actor_weights,
+            "loop_config": asdict(self.config),
+        }
+        self.ckpt.save(self.agent.learner, extra_state=extra, tag=f"round_{self.rounds:07d}")
+
+    def finish(self) -> None:
+        """Final evaluation (unless one just ran) and checkpoint."""
+        if self.config.eval_query_interval and self.last_eval_at != self.queries:
+            self.evaluate()
+        self.save()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.logger is not None:
+            self.logger.close()
+
+
 def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, Any] | None = None) -> LoopResult:
     """Run the online loop of a DAP agent against a vector dueling env until ``total_queries``.
 
     ``env`` is a vector env (``gym.make_vec``) whose ``step`` takes ``(responses_a, responses_b)``;
     its ``num_envs`` prompts per round are one batch of duels.
     """
-    from oat_agents.learners.checkpoint import CheckpointManager
-
-    rank, world = dist.rank(), dist.world_size()
-    is_main = rank == 0
-    log_dir = Path(config.log_dir)
-    ckpt = CheckpointManager(config.checkpoint_dir or log_dir / "checkpoints", keep_last=config.keep_checkpoints)
-    logger = MetricLogger(config, run_config) if is_main else None
     unwrapped = env.unwrapped
-    batch = env.num_envs
-    round_queries = batch * world  # every rank duels its num_envs prompts each round
     tracker = RegretTracker()  # this rank's pairs
     regret_history: tuple[list[int], list[float]] = ([], [])  # all ranks': (queries, cumulative regret)
-    evals: list[dict[str, float]] = []
-    rounds, last_eval_at, last_sync_round = 0, -1, 0
-    # The weights the actor samples with, kept when it may lag the learner (iterative/offline), so an
-    # evaluation of the learner can borrow the policy and give it back unchanged.
-    actor_weights = None if config.sync_params_every == 1 else agent.learner.state_dict_for_sync()
     has_regret = True
     # Agents that choose which prompts to query (APL) declare a pool size > num_envs.
     pool_size = int(getattr(agent, "prompt_pool_size", 0) or 0)
     if pool_size and not callable(getattr(unwrapped, "prompt_pool", None)):
         raise TypeError(f"{type(agent).__name__} selects prompts from a pool, but {type(unwrapped).__name__} "
                         "has no prompt_pool()/serve_prompts() (use an oat_env single-turn vector env)")
-
-    obs, _ = env.reset(seed=config.seed + rank)  # distinct prompt streams per rank
-    resumed = ckpt.resume(agent.learner) if config.resume else None
-    if resumed is not None:
-        tag, extra = resumed
-        if extra.get("world_size", 1) != world:
-            raise ValueError(f"checkpoint {tag} was written by {extra.get('world_size', 1)} ranks; resume it with "
-                             f"that many processes, not {world}")
-        local = extra["ranks"][rank]
-        unwrapped.load_state_dict(local["env"])
-        agent.load_state_dict(local["agent"])
-        tracker.load_state_dict(local["regret"])
-        regret_history = (list(extra["regret_history"][0]), list(extra["regret_history"][1]))
-        evals = extra["evals"]
-        rounds, last_eval_at, last_sync_round = extra["rounds"], extra["last_eval_at"], extra["last_sync_round"]
-        actor_weights = extra["actor_weights"]
-        agent.load_policy_weights(actor_weights if actor_weights is not None else agent.learner.state_dict_for_sync())
-        obs = unwrapped.current_prompts
-        if is_main:
-            print(f"resumed from {tag}: round {rounds}, {unwrapped.num_queries * world} queries")
-    queries = int(dist.all_reduce_sum([unwrapped.num_queries])[0])
-
-    def log(metrics: dict[str, float], at: int) -> None:
-        if logger is not None:
-            logger.log(metrics, at)
-
-    def sync() -> float:
-        nonlocal actor_weights
-        seconds = agent.sync_weights()
-        if actor_weights is not None:
-            actor_weights = agent.learner.state_dict_for_sync()
-        return seconds
-
-    def run_eval() -> None:
-        nonlocal last_eval_at
-        stale = actor_weights is not None and rounds > last_sync_round
-        dump_dir = log_dir / "eval" if is_main else None
-        metrics = evaluate_learner(env, agent, config, queries, dump_dir, actor_weights if stale else None)
-        evals.append(metrics)
-        log(metrics, queries)
-        last_eval_at = queries
-
-    def save() -> None:
-        local = {"env": unwrapped.state_dict(), "agent": agent.state_dict(), "regret": tracker.state_dict()}
-        extra = {
-            "world_size": world,
-            "ranks": dist.all_gather_object(local),
-            "regret_history": regret_history,
-            "evals": evals,
-            "rounds": rounds,
-            "last_eval_at": last_eval_at,
-            "last_sync_round": last_sync_round,
-            "actor_weights": actor_weights,
-            "loop_config": asdict(config),
-        }
-        ckpt.save(agent.learner, extra_state=extra, tag=f"round_{rounds:07d}")
-
-    bar = None
-    if config.progress and is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.total_queries, initial=queries, unit="query", dynamic_ncols=True)
+    book = RoundBookkeeper(env, agent, config, run_config,
+                           extra_state=lambda: ({"regret": tracker.state_dict()}, {"regret_history": regret_history}))
     try:
-        if config.eval_query_interval and last_eval_at < 0:
-            run_eval()
-        while queries + round_queries <= config.total_queries:
+        obs, restored = book.start()
+        if restored is not None:
+            tracker.load_state_dict(restored[0]["regret"])
+            regret_history = tuple(list(h) for h in restored[1]["regret_history"])
+        while book.another_round_fits():
             metrics: dict[str, float] = {}
             start = time.perf_counter()
             if pool_size:
-                obs = unwrapped.serve_prompts(agent.choose_prompts(unwrapped.prompt_pool(pool_size), batch))
+                obs = unwrapped.serve_prompts(agent.choose_prompts(unwrapped.prompt_pool(pool_size), env.num_envs))
             responses_a, responses_b = agent.act(obs)
             metrics["actor/generate_s"] = time.perf_counter() - start
             start = time.perf_counter()
@@ -288,51 +363,27 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
             if has_regret:
                 try:
                     step_regret = tracker.update(feedback)
-                except KeyError:
+                except KeyError:  # the oracle has no latent utility: regret is unknown
                     has_regret = False
             metrics["actor/label_mean"] = float(np.mean(rewards))
             metrics["actor/response_chars"] = float(np.mean([len(r) for r in responses_a + responses_b]))
             metrics.update(agent.learn())
-            rounds += 1
-            if config.sync_params_every and rounds % config.sync_params_every == 0:
-                metrics["misc/weight_sync_s"] = sync()
-                last_sync_round = rounds
-            # One collective per round: all ranks' queries and regret.
-            total, round_regret = dist.all_reduce_sum([unwrapped.num_queries, step_regret])
-            queries = int(total)
+            (round_regret,) = book.end_round(metrics, sums=(step_regret,))
             if has_regret:
                 cumulative = (regret_history[1][-1] if regret_history[1] else 0.0) + round_regret
-                regret_history[0].append(queries)
+                regret_history[0].append(book.queries)
                 regret_history[1].append(cumulative)
                 metrics["regret/step"] = round_regret
                 metrics["regret/cumulative"] = cumulative
-            metrics["misc/queries"] = queries
-            metrics["misc/rounds"] = rounds
-            metrics.update({k: v for k, v in unwrapped.last_oracle_metrics.items() if isinstance(v, (int, float))})
-            log(metrics, queries)
-            if config.eval_query_interval and queries - last_eval_at >= config.eval_query_interval:
-                run_eval()
-            if config.save_every and rounds % config.save_every == 0:
-                save()
-            if bar is not None:
-                bar.update(queries - bar.n)
-                latest = evals[-1] if evals else {}
-                post = {"loss": metrics.get("train/loss"), "regret": metrics.get("regret/cumulative")}
-                post.update({k.split("/")[1]: latest.get(k) for k in ("eval/win_rate", "eval/accuracy")})
-                bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if v is not None and math.isfinite(v)})
-        if config.eval_query_interval and last_eval_at != queries:
-            run_eval()
-        save()
+            book.after_round(metrics, bar_keys=("train/loss", "regret/cumulative"))
+        book.finish()
     finally:
-        if bar is not None:
-            bar.close()
-        if logger is not None:
-            logger.close()
+        book.close()
     has_history = has_regret and bool(regret_history[0])
     return LoopResult(
-        evals=evals,
-        queries=queries,
-        rounds=rounds,
+        evals=book.evals,
+        queries=book.queries,
+        rounds=book.rounds,
         cumulative_regret=regret_history[1][-1] if has_history else None,
         regret_history=regret_history if has_history else None,
     )

@@ -19,8 +19,10 @@ learns as soon as it holds ``min_turns_to_learn`` turns. Evaluation: greedy epis
 problems, ``eval/success_rate`` = solved within ``max_turns`` (plus first-attempt ``eval/accuracy``).
 
 Both loops log like :func:`oat_agents.loop.run_online` (TensorBoard, ``metrics.jsonl``, x-axis =
-oracle queries) and evaluate the learner's weights; the single-turn loop also dumps evaluations and
-checkpoints/resumes (learner, agent buffer, env prompt stream, counters).
+oracle queries) and evaluate the learner's weights; the single-turn loop shares ``run_online``'s
+bookkeeping (:class:`~oat_agents.loop.RoundBookkeeper`): it also dumps evaluations, checkpoints/resumes
+(learner, agent buffer, env prompt stream, counters) and runs under ``torchrun``. The multi-turn loop
+is single-process.
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from oat_agents.loop import LoopConfig, LoopResult, MetricLogger, evaluate_learner
+from oat_agents.learners import dist
+from oat_agents.loop import LoopConfig, LoopResult, MetricLogger, RoundBookkeeper
 
 
 class GroupedTask:
@@ -87,62 +88,18 @@ def make_grouped_vec(env_id: str, num_prompts: int, group_size: int, **env_kwarg
 
 def run_online_rl(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, Any] | None = None) -> LoopResult:
     """Run group-based RL (GRPO/Dr.GRPO/RLOO/REINFORCE) against a grouped single-turn vector env until
-    ``total_queries`` verifier queries are spent. Returns the evaluation history and counters."""
-    from oat_agents.learners.checkpoint import CheckpointManager
+    ``total_queries`` verifier queries are spent. Returns the evaluation history and counters.
 
-    unwrapped = env.unwrapped
+    Under ``torchrun`` every rank answers its own ``num_envs`` prompts per round (as :func:`run_online`:
+    the budget counts all ranks, rank 0 logs, checkpoints hold every rank's state).
+    """
     batch = env.num_envs
     if batch % agent.config.num_samples != 0:
         raise ValueError(f"num_envs={batch} is not a multiple of the agent's num_samples={agent.config.num_samples}")
-    log_dir = Path(config.log_dir)
-    ckpt = CheckpointManager(config.checkpoint_dir or log_dir / "checkpoints", keep_last=config.keep_checkpoints)
-    logger = MetricLogger(config, run_config)
-    evals: list[dict[str, float]] = []
-    rounds, last_eval_at, last_sync_round = 0, -1, 0
-    # A lagging actor's weights (iterative/offline) are kept so an evaluation of the learner can borrow
-    # the policy and give it back unchanged.
-    actor_weights = None if config.sync_params_every == 1 else agent.learner.state_dict_for_sync()
-
-    obs, _ = env.reset(seed=config.seed)
-    resumed = ckpt.resume(agent.learner) if config.resume else None
-    if resumed is not None:
-        tag, extra = resumed
-        unwrapped.load_state_dict(extra["env"])
-        agent.load_state_dict(extra["agent"])
-        evals = extra["evals"]
-        rounds, last_eval_at, last_sync_round = extra["rounds"], extra["last_eval_at"], extra["last_sync_round"]
-        actor_weights = extra["actor_weights"]
-        agent.load_policy_weights(actor_weights if actor_weights is not None else agent.learner.state_dict_for_sync())
-        obs = unwrapped.current_prompts
-        print(f"resumed from {tag}: round {rounds}, {unwrapped.num_queries} queries")
-
-    def run_eval() -> None:
-        nonlocal last_eval_at
-        queries = unwrapped.num_queries
-        stale = actor_weights is not None and rounds > last_sync_round
-        metrics = evaluate_learner(env, agent, config, queries, log_dir / "eval", actor_weights if stale else None)
-        evals.append(metrics)
-        logger.log(metrics, queries)
-        last_eval_at = queries
-
-    def save() -> None:
-        extra = {
-            "env": unwrapped.state_dict(),
-            "agent": agent.state_dict(),
-            "evals": evals,
-            "rounds": rounds,
-            "last_eval_at": last_eval_at,
-            "last_sync_round": last_sync_round,
-            "actor_weights": actor_weights,
-            "loop_config": asdict(config),
-        }
-        ckpt.save(agent.learner, extra_state=extra, tag=f"round_{rounds:07d}")
-
-    bar = _progress(config, unwrapped.num_queries)
+    book = RoundBookkeeper(env, agent, config, run_config)
     try:
-        if config.eval_query_interval and last_eval_at < 0:
-            run_eval()
-        while unwrapped.num_queries + batch <= config.total_queries:
+        obs, _ = book.start()
+        while book.another_round_fits():
             metrics: dict[str, float] = {}
             start = time.perf_counter()
             responses = agent.act(obs)
@@ -156,29 +113,12 @@ def run_online_rl(env: Any, agent: Any, config: LoopConfig, run_config: dict[str
                 metrics["actor/accuracy"] = float(np.mean(feedback["correct"]))
             metrics["actor/response_chars"] = float(np.mean([len(r) for r in responses]))
             metrics.update(agent.learn())
-            rounds += 1
-            if config.sync_params_every and rounds % config.sync_params_every == 0:
-                metrics["misc/weight_sync_s"] = agent.sync_weights()
-                if actor_weights is not None:
-                    actor_weights = agent.learner.state_dict_for_sync()
-                last_sync_round = rounds
-            queries = unwrapped.num_queries
-            metrics.update({"misc/queries": queries, "misc/rounds": rounds})
-            metrics.update({k: v for k, v in unwrapped.last_oracle_metrics.items() if isinstance(v, (int, float))})
-            logger.log(metrics, queries)
-            if config.eval_query_interval and queries - last_eval_at >= config.eval_query_interval:
-                run_eval()
-            if config.save_every and rounds % config.save_every == 0:
-                save()
-            _update_bar(bar, queries, metrics, evals)
-        if config.eval_query_interval and last_eval_at != unwrapped.num_queries:
-            run_eval()
-        save()
+            book.end_round(metrics)
+            book.after_round(metrics, bar_keys=("train/loss", "actor/reward_mean"))
+        book.finish()
     finally:
-        if bar is not None:
-            bar.close()
-        logger.close()
-    return LoopResult(evals=evals, queries=unwrapped.num_queries, rounds=rounds, cumulative_regret=None)
+        book.close()
+    return LoopResult(evals=book.evals, queries=book.queries, rounds=book.rounds, cumulative_regret=None)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -256,6 +196,9 @@ def run_multiturn_rl(
     """
     if config.eval_query_interval and config.sync_params_every != 1:
         raise ValueError("run_multiturn_rl evaluates the policy as synced: use sync_params_every=1 with evaluation")
+    if dist.world_size() > 1:
+        raise ValueError(f"run_multiturn_rl runs in one process; it was started in {dist.world_size()} (torchrun): "
+                         "launch it without a launcher, or use run_online_rl for multi-process training")
     logger = MetricLogger(config, run_config)
     task = find_multiturn_task(env)
     evals: list[dict[str, float]] = []
