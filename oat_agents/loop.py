@@ -50,7 +50,7 @@ class LoopConfig:
     """Options of :func:`run_online`."""
 
     total_queries: int = 1024
-    """Stop after this many oracle queries (the x-axis of sample-efficiency curves)."""
+    """Stop after this many oracle queries, all ranks together (the x-axis of sample-efficiency curves)."""
     sync_params_every: int = 1
     """Rounds between weight syncs learner → policy: 1 = online, k = iterative, 0 = never (offline)."""
     eval_query_interval: int = 256
@@ -70,7 +70,7 @@ class LoopConfig:
     resume: bool = False
     """Continue from the latest checkpoint in ``checkpoint_dir`` if there is one."""
     seed: int = 0
-    """Seed of the env's prompt stream and label draws."""
+    """Seed of the env's prompt stream and label draws (rank ``r`` of a torchrun job uses ``seed + r``)."""
     progress: bool = True
     """Show a progress bar with the key metrics."""
     tensorboard: bool = True
