@@ -27,7 +27,7 @@ num_envs`` pairs. ``total_queries`` and the logged ``misc/queries`` and ``regret
 ranks' queries (summed every round). Every rank evaluates the same held-out prompts with the same weights;
 rank 0 alone logs, dumps and shows progress. A checkpoint holds every rank's env, agent and regret state
 and must be resumed with the same number of ranks. Each rank's explorer (SEA's ERM) learns from its own
-rank's labels.
+rank's labels; ``oat-train`` seeds rank ``r``'s agent with ``seed + r`` so ranks sample differently.
 """
 
 from __future__ import annotations
@@ -219,10 +219,10 @@ class RoundBookkeeper:
         resumed = self.ckpt.resume(self.agent.learner) if self.config.resume else None
         if resumed is not None:
             tag, extra = resumed
-            if extra.get("world_size", 1) != self.world:
-                raise ValueError(f"checkpoint {tag} was written by {extra.get('world_size', 1)} ranks; resume it "
-                                 f"with that many processes, not {self.world}")
-            local = extra["ranks"][self.rank]
+            if not isinstance(extra, dict) or "ranks" not in extra:
+                raise ValueError(f"checkpoint {tag} has no per-rank loop state: it was written by an older oat-gym "
+                                 "or by another program; resume it with that version or start a new run")
+            local = extra["ranks"][self.rank]  # load_checkpoint has checked the world size
             self.unwrapped.load_state_dict(local["env"])
             self.agent.load_state_dict(local["agent"])
             self.evals = extra["evals"]

@@ -139,10 +139,31 @@ def build_policy(config: TrainConfig, policy_model: Any, tokenizer: Any) -> Any:
     return HFPolicy(policy_model, tokenizer, apply_chat_template=config.apply_chat_template)
 
 
-def build_agent(config: TrainConfig, env: Any, policy: Any, learner: Any, reference: Any, tokenizer: Any) -> Any:
-    """The ``config.algo`` agent; ``reference`` is the frozen initial model (SEA features, XPO samples)."""
+# Options that only one --algo reads, and that algo; setting one for another algo is a mistake to report.
+ALGO_OPTIONS = {"explorer": "sea", "features": "sea", "rollout_fraction": "sea", "rollout_min_queries": "sea",
+                "apl_prompt_pool_size": "apl", "xpo_alpha": "xpo"}
+
+
+def check_algo_options(config: TrainConfig) -> None:
+    """Refuse options of another ``--algo`` than the chosen one (they would be silently ignored)."""
+    defaults = TrainConfig()
+    stray = [name for name, algo in ALGO_OPTIONS.items()
+             if algo != config.algo and getattr(config, name) != getattr(defaults, name)]
+    if stray:
+        flags = ", ".join(f"--{n.replace('_', '-')}{'.*' if n == 'explorer' else ''} (--algo {ALGO_OPTIONS[n]})"
+                          for n in stray)
+        raise ValueError(f"{flags} set, but --algo is {config.algo!r}: these options would be ignored")
+
+
+def build_agent(config: TrainConfig, env: Any, policy: Any, learner: Any, initial: Any, tokenizer: Any) -> Any:
+    """The ``config.algo`` agent; ``initial`` is an untouched copy of the initial model (SEA's features, XPO's
+    reference samples; None for the other algos).
+
+    Under torchrun, rank ``r`` seeds its sampling, minibatch order, explorer and model-rollout prompts with
+    ``seed + r``, so ranks explore differently (the learners start identical and stay in sync)."""
+    rank_seed = config.seed + dist.rank()
     base = {name: copy.deepcopy(getattr(config.agent, name)) for name in DAPAgentConfig.__dataclass_fields__}
-    base["seed"] = config.seed
+    base["seed"] = rank_seed
     if config.algo == "dap":
         return DAPAgent(policy, learner, DAPAgentConfig(**base))
     if config.algo == "sea":
@@ -156,10 +177,10 @@ def build_agent(config: TrainConfig, env: Any, policy: Any, learner: Any, refere
         if config.features == "embedding":
             features = SentenceEmbeddingFeatures(device=device, cache_size=4096)
         else:
-            frozen = copy.deepcopy(reference).eval().to(device)
+            frozen = initial.eval().to(device)
             features = policy_hidden_state_features(frozen, tokenizer, cache_size=4096)
         explorer_config = copy.deepcopy(config.explorer)
-        explorer_config.seed = config.seed
+        explorer_config.seed = rank_seed
         sea_config = SEAAgentConfig(rollout_fraction=config.rollout_fraction,
                                     rollout_min_queries=config.rollout_min_queries, **base)
         sampler = training_prompt_sampler(env) if config.rollout_fraction > 0 else None
@@ -174,7 +195,7 @@ def build_agent(config: TrainConfig, env: Any, policy: Any, learner: Any, refere
     if config.algo == "xpo":
         from oat_agents.agents.xpo import XPOAgent, XPOAgentConfig
 
-        ref_policy = build_policy(config, copy.deepcopy(reference), tokenizer) if config.backend == "hf" else None
+        ref_policy = build_policy(config, initial, tokenizer) if config.backend == "hf" else None
         if ref_policy is None:
             raise ValueError("--algo xpo samples the reference with a second policy; it supports --backend hf only")
         return XPOAgent(policy, learner, XPOAgentConfig(xpo_alpha=config.xpo_alpha, **base), ref_policy=ref_policy)
@@ -200,12 +221,15 @@ def train(config: TrainConfig) -> TrainSummary:
 
     env = gym.make_vec(config.env_id, num_envs=config.num_envs, **config.env_kwargs_dict())
     policy_model, model, tokenizer, warm = build_models(config, env)
-    reference = copy.deepcopy(model)
+    check_algo_options(config)
+    # SEA's features and XPO's reference sampler need the initial weights intact: copy them before the learner
+    # (ZeRO-3 partitions its reference model in place, bf16 casts it).
+    initial = copy.deepcopy(model) if config.algo in ("sea", "xpo") else None
     learner_config = copy.deepcopy(config.learner)
     learner_config.seed = config.seed
-    learner = LearnerEngine(model, learner_config, ref_model=reference)
+    learner = LearnerEngine(model, learner_config, ref_model=copy.deepcopy(model))
     policy = build_policy(config, policy_model, tokenizer)
-    agent = build_agent(config, env, policy, learner, reference, tokenizer)
+    agent = build_agent(config, env, policy, learner, initial, tokenizer)
     loop_config = copy.deepcopy(config.loop)
     loop_config.seed = config.seed
     run_config = asdict(config)

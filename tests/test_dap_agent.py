@@ -127,6 +127,16 @@ def test_loop_logs_evaluates_and_checkpoints(tmp_path):
     assert (tmp_path / "ckpt" / "run" / "latest").exists()
 
 
+def test_resuming_a_checkpoint_without_loop_state_is_a_clear_error(tmp_path):
+    from oat_agents.learners import save_checkpoint
+
+    agent = make_agent()
+    # As a program other than run_online (or an older version) would leave it: no per-rank loop state.
+    save_checkpoint(agent.learner, tmp_path / "ckpt" / "foreign", extra_state={"env": {}, "agent": {}}, tag="t")
+    with pytest.raises(ValueError, match="no per-rank loop state"):
+        _run(tmp_path, "foreign", total=8, resume=True)
+
+
 def test_offline_mode_never_changes_the_actor(tmp_path):
     agent = make_agent()
     initial = weights(agent.policy.model)

@@ -113,14 +113,15 @@ def _rl_worker(out_dir: str) -> None:
                     RLAgentConfig(num_samples=4, max_new_tokens=3, seed=0))
     env = make_grouped_vec("oat/Arithmetic-v0", num_prompts=2, group_size=4,
                            **{"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare"})
-    first_prompts = list(env.reset(seed=rank())[0])
+    served, act = [], agent.act
+    agent.act = lambda obs: (served.append(list(obs)), act(obs))[1]  # the prompts the loop served this rank
     config = LoopConfig(total_queries=48, eval_query_interval=0, log_dir=f"{out_dir}/run", progress=False,
                         tensorboard=False)
     result = run_online_rl(env, agent, config)
     weights = [float(p.detach().sum()) for p in learner.module.parameters()]
     Path(out_dir, f"rank{rank()}.json").write_text(json.dumps({
         "queries": result.queries, "rounds": result.rounds, "local_queries": env.unwrapped.num_queries,
-        "prompts": first_prompts, "weights": weights, "steps": learner.global_step,
+        "prompts": served, "weights": weights, "steps": learner.global_step,
     }))
 
 

@@ -187,12 +187,22 @@ def test_apl_queries_the_highest_entropy_prompts_of_the_pool(tmp_path):
     # Through the loop: the env answers only the chosen prompts, and the budget is exact.
     fresh = APLAgent(*parts()[2:], config)
     env2 = gym.make_vec("oat/Arithmetic-Duel-v0", num_envs=4, **ENV_KWARGS)
+    rounds, choose, act = [], fresh.choose_prompts, fresh.act
+
+    def recording_choose(pool, n):
+        rounds.append({"pool": list(pool), "chosen": choose(pool, n).tolist()})
+        return np.asarray(rounds[-1]["chosen"])
+
+    def recording_act(obs):
+        rounds[-1]["served"] = list(obs)
+        return act(obs)
+
+    fresh.choose_prompts, fresh.act = recording_choose, recording_act
     result = run_online(env2, fresh, LoopConfig(total_queries=12, eval_query_interval=0, log_dir=str(tmp_path),
                                                 progress=False, tensorboard=False))
-    assert result.queries == 12 and result.rounds == 3
-    rows = [__import__("json").loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    trained = [r for r in rows if "explorer/apl_pool_entropy" in r]
-    assert len(trained) == 3 and all(r["explorer/apl_entropy"] >= r["explorer/apl_pool_entropy"] - 1e-9 for r in trained)
+    assert result.queries == 12 and result.rounds == 3 and len(rounds) == 3
+    for r in rounds:  # every round: a pool of 10, and the duels are on the chosen prompts of that pool
+        assert len(r["pool"]) == 10 and r["served"] == [r["pool"][i] for i in r["chosen"]]
     with pytest.raises(ValueError, match="prompt_pool_size"):
         APLAgentConfig(prompt_pool_size=-1)
     with pytest.raises(ValueError, match="from a pool of 2"):

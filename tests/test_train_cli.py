@@ -220,3 +220,16 @@ def test_gpu_recipe_uses_only_real_oat_train_options() -> None:
                      for f in flags}
     assert {"--algo", "--explorer.method", "--learner.gradient-checkpointing"} <= used
     assert used <= known, f"not oat-train options: {sorted(used - known)}"
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [(["--rollout-fraction", "0.5"], "--rollout-fraction (--algo sea)"),
+     (["--algo", "sea", "--xpo-alpha", "0.1"], "--xpo-alpha (--algo xpo)"),
+     (["--explorer.method", "ee_ts"], "--explorer.* (--algo sea)")],
+)
+def test_options_of_another_algo_are_refused(args: list[str], flag: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="would be ignored") as info:
+        main([*TINY_ARGS, "--loop.log-dir", str(tmp_path), *args])
+    assert flag in str(info.value)
+    assert not (tmp_path / "metrics.jsonl").exists()  # refused before anything ran

@@ -42,7 +42,7 @@ import numpy as np
 
 from oat_env.grading import GradingPool, clear_verdict_cache, grade_batch
 
-# ../shared/data next to a source checkout (the repo's layout); override with --data or OAT_SHARED_DATA.
+# ../shared/data next to a source checkout (the repo's layout); elsewhere set OAT_SHARED_DATA to the folder.
 DATA = Path(os.environ.get("OAT_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) / "gsm8k_test.jsonl"
 
 # (gold, equivalent forms, wrong forms)

@@ -49,6 +49,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -179,12 +180,15 @@ def run_one(method: str, cfg: BenchConfig, seed: int, model: Any, tokenizer: Any
     """One run; returns its curves: eval points and cumulative regret after every round."""
     from oat_agents.loop import LoopConfig, run_online
 
+    run_dir = log_root / f"{method}_seed{seed}"
+    # A rerun into the same --out starts the run's logs afresh (the logger appends to metrics.jsonl).
+    shutil.rmtree(run_dir, ignore_errors=True)
     env = _make_env(cfg)
     agent = build_agent(method, cfg, seed, model, tokenizer, env)
     loop = LoopConfig(
         total_queries=cfg.queries, sync_params_every=0 if method == "offline" else 1,
         eval_query_interval=cfg.eval_every, num_eval_prompts=cfg.num_eval_prompts, eval_seed=1234,
-        log_dir=str(log_root / f"{method}_seed{seed}"), seed=seed, progress=False, tensorboard=False,
+        log_dir=str(run_dir), seed=seed, progress=False, tensorboard=False,
     )
     start = time.perf_counter()
     result = run_online(env, agent, loop)
@@ -437,7 +441,7 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="CI mode: 2 seeds, 3 methods, 128 queries")
+    parser.add_argument("--quick", action="store_true", help="CI mode: 2 seeds, passive/offline/bai_ts, 256 queries, a smaller model")
     parser.add_argument("--queries", type=int, default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--methods", nargs="+", default=None, choices=METHODS)
