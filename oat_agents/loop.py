@@ -178,6 +178,27 @@ def evaluate_learner(
     return metrics
 
 
+def open_progress(config: LoopConfig, initial: int) -> Any:
+    """A progress bar over oracle queries (None when ``config.progress`` is off)."""
+    if not config.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.total_queries, initial=initial, unit="query", dynamic_ncols=True)
+
+
+def update_progress(bar: Any, queries: int, metrics: dict[str, float], evals: list[dict[str, float]],
+                    keys: tuple[str, ...]) -> None:
+    """Advance ``bar`` to ``queries``; show this round's ``keys`` and the latest evaluation's headline metrics."""
+    if bar is None:
+        return
+    bar.update(queries - bar.n)
+    latest = evals[-1] if evals else {}
+    post = {k.split("/")[-1]: metrics.get(k) for k in keys}
+    post.update({k.split("/")[1]: latest.get(k) for k in ("eval/win_rate", "eval/accuracy", "eval/success_rate")})
+    bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if v is not None and math.isfinite(v)})
+
+
 class RoundBookkeeper:
     """What the round-based loops (:func:`run_online`, :func:`~oat_agents.rl_loop.run_online_rl`) share: ranks
     and the all-rank query count, logging, evaluation of the learner, weight sync, checkpoint/resume and
@@ -235,10 +256,8 @@ class RoundBookkeeper:
         self.queries = int(dist.all_reduce_sum([self.unwrapped.num_queries])[0])
         if resumed is not None and self.is_main:
             print(f"resumed from {resumed[0]}: round {self.rounds}, {self.queries} queries")
-        if self.config.progress and self.is_main:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.config.total_queries, initial=self.queries, unit="query", dynamic_ncols=True)
+        if self.is_main:
+            self.bar = open_progress(self.config, self.queries)
         if self.config.eval_query_interval and self.last_eval_at < 0:
             self.evaluate()
         return obs, restored
@@ -288,12 +307,7 @@ class RoundBookkeeper:
             self.evaluate()
         if self.config.save_every and self.rounds % self.config.save_every == 0:
             self.save()
-        if self.bar is not None:
-            self.bar.update(self.queries - self.bar.n)
-            latest = self.evals[-1] if self.evals else {}
-            post = {k.split("/")[-1]: metrics.get(k) for k in bar_keys}
-            post.update({k.split("/")[1]: latest.get(k) for k in ("eval/win_rate", "eval/accuracy", "eval/success_rate")})
-            self.bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if v is not None and math.isfinite(v)})
+        update_progress(self.bar, self.queries, metrics, self.evals, bar_keys)
 
     def save(self) -> None:
         """Checkpoint (every rank calls it): learner, plus every rank's env/agent/loop state and the shared counters."""

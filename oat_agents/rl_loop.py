@@ -28,7 +28,6 @@ is single-process.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from typing import Any
 
@@ -36,7 +35,14 @@ import gymnasium as gym
 import numpy as np
 
 from oat_agents.learners import dist
-from oat_agents.loop import LoopConfig, LoopResult, MetricLogger, RoundBookkeeper
+from oat_agents.loop import (
+    LoopConfig,
+    LoopResult,
+    MetricLogger,
+    RoundBookkeeper,
+    open_progress,
+    update_progress,
+)
 
 
 class GroupedTask:
@@ -220,7 +226,7 @@ def run_multiturn_rl(
 
     obs, _ = env.reset(seed=config.seed)
     num_envs = env.num_envs
-    bar = _progress(config, 0)
+    bar = open_progress(config, 0)
     try:
         if config.eval_query_interval:
             run_eval(count_queries(env))
@@ -257,7 +263,7 @@ def run_multiturn_rl(
             logger.log(metrics, queries)
             if config.eval_query_interval and queries - last_eval_at >= config.eval_query_interval:
                 run_eval(queries)
-            _update_bar(bar, queries, metrics, evals)
+            update_progress(bar, queries, metrics, evals, ("train/loss", "actor/reward_mean"))
         if config.eval_query_interval and last_eval_at != count_queries(env):
             run_eval(count_queries(env))
     finally:
@@ -265,21 +271,3 @@ def run_multiturn_rl(
             bar.close()
         logger.close()
     return LoopResult(evals=evals, queries=count_queries(env), rounds=steps, cumulative_regret=None)
-
-
-def _progress(config: LoopConfig, initial: int) -> Any:
-    if not config.progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=config.total_queries, initial=initial, unit="query", dynamic_ncols=True)
-
-
-def _update_bar(bar: Any, queries: int, metrics: dict[str, float], evals: list[dict[str, float]]) -> None:
-    if bar is None:
-        return
-    bar.update(queries - bar.n)
-    latest = evals[-1] if evals else {}
-    post = {"loss": metrics.get("train/loss"), "reward": metrics.get("actor/reward_mean")}
-    post.update({k.split("/")[1]: latest.get(k) for k in ("eval/accuracy", "eval/success_rate")})
-    bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if v is not None and math.isfinite(v)})
