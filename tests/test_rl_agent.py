@@ -185,12 +185,25 @@ def test_gradient_accumulation_chunks_give_the_full_batch_step(loss_agg):
         Rollout([1, 5, 6], [7], [-1.0], "length", 0.0),
         Rollout([1, 5, 6], [7, 7, 7, 2], [-1.0] * 4, "stop", 1.0),
     ]
+    # Compare the gradient the optimizer step applies, not the weights after it: AdamW divides by sqrt(v), so a
+    # float-rounding difference in a near-zero gradient element becomes a weight difference of up to 2·lr, and
+    # which elements those are depends on the CPU's kernels (measured here: gradients agree to 3e-8 of 0.31,
+    # weights only to 1.4e-6).
+    applied = {}
     for agent in (one, two):
+        step = agent.learner.optimizer.step
+
+        def recording_step(*args, _agent=agent, _step=step, **kwargs):
+            applied[id(_agent)] = [p.grad.detach().clone() for p in _agent.learner.module.parameters()]
+            return _step(*args, **kwargs)
+
+        agent.learner.optimizer.step = recording_step
         agent._mode = "single-turn"
         agent.buffer = copy.deepcopy(rollouts)
         agent.learn()
-    w1, w2 = weights(one.learner.module), weights(two.learner.module)
-    assert all(torch.allclose(w1[k], w2[k], atol=1e-6) for k in w1)
+    g1, g2 = applied[id(one)], applied[id(two)]
+    assert len(g1) == len(g2) > 0
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(g1, g2))
     with pytest.raises(ValueError, match="cannot fill gradient_accumulation_steps"):
         agent = make_agent(gas=2, num_samples=2, pg=PGConfig(advantage_estimator="rloo", loss_agg=loss_agg))
         agent._mode = "single-turn"
