@@ -33,7 +33,6 @@ rank's labels; ``oat-train`` seeds rank ``r``'s agent with ``seed + r`` so ranks
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from oat_agents.learners import dist
+from oat_agents.progress import open_progress, update_progress
 from oat_env.metrics import RegretTracker
 
 
@@ -72,7 +72,10 @@ class LoopConfig:
     seed: int = 0
     """Seed of the env's prompt stream and label draws (rank ``r`` of a torchrun job uses ``seed + r``)."""
     progress: bool = True
-    """Show a progress bar with the key metrics."""
+    """Show progress with the key metrics: a live bar on a terminal, else one line per evaluation (and at most
+    every ``progress_interval_s`` seconds) that reads well in a log file."""
+    progress_interval_s: float = 30.0
+    """Without a terminal: the most seconds between two progress lines."""
     tensorboard: bool = True
     """Write TensorBoard event files to ``log_dir``."""
     wandb_project: str | None = None
@@ -81,6 +84,8 @@ class LoopConfig:
     def __post_init__(self) -> None:
         if self.total_queries < 1:
             raise ValueError(f"total_queries must be >= 1, got {self.total_queries}")
+        if not self.progress_interval_s > 0:
+            raise ValueError(f"progress_interval_s must be > 0, got {self.progress_interval_s}")
         for name in ("sync_params_every", "eval_query_interval", "save_every", "num_eval_prompts"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -176,27 +181,6 @@ def evaluate_learner(
             agent.load_policy_weights(actor_weights)
     metrics["misc/queries"] = queries
     return metrics
-
-
-def open_progress(config: LoopConfig, initial: int) -> Any:
-    """A progress bar over oracle queries (None when ``config.progress`` is off)."""
-    if not config.progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=config.total_queries, initial=initial, unit="query", dynamic_ncols=True)
-
-
-def update_progress(bar: Any, queries: int, metrics: dict[str, float], evals: list[dict[str, float]],
-                    keys: tuple[str, ...]) -> None:
-    """Advance ``bar`` to ``queries``; show this round's ``keys`` and the latest evaluation's headline metrics."""
-    if bar is None:
-        return
-    bar.update(queries - bar.n)
-    latest = evals[-1] if evals else {}
-    post = {k.split("/")[-1]: metrics.get(k) for k in keys}
-    post.update({k.split("/")[1]: latest.get(k) for k in ("eval/win_rate", "eval/accuracy", "eval/success_rate")})
-    bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if v is not None and math.isfinite(v)})
 
 
 class RoundBookkeeper:

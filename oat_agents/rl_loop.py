@@ -35,14 +35,8 @@ import gymnasium as gym
 import numpy as np
 
 from oat_agents.learners import dist
-from oat_agents.loop import (
-    LoopConfig,
-    LoopResult,
-    MetricLogger,
-    RoundBookkeeper,
-    open_progress,
-    update_progress,
-)
+from oat_agents.loop import LoopConfig, LoopResult, MetricLogger, RoundBookkeeper
+from oat_agents.progress import open_progress, update_progress
 
 
 class GroupedTask:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from oat_agents.agents.batching import collate_responses
+from oat_agents.progress import Progress
 
 
 @dataclass
@@ -42,11 +43,13 @@ def arithmetic_sft_batch(problems: Any, tokenizer: Any, rng: np.random.Generator
     return collate_responses(prompt_ids, answer_ids, tokenizer.pad_token_id)
 
 
-def sft_warmup(model: torch.nn.Module, tokenizer: Any, problems: Any, config: WarmupConfig) -> dict[str, float]:
+def sft_warmup(model: torch.nn.Module, tokenizer: Any, problems: Any, config: WarmupConfig,
+               progress: bool = False) -> dict[str, float]:
     """Supervised warm-up: next-token NLL on the answer tokens only (prompt tokens are context).
 
     ``problems`` is a :class:`~oat_env.data.ProceduralPrompts` (its training split; the held-out
-    split is never seen). Returns the final loss and the wall time.
+    split is never seen). With ``progress`` it shows the steps and the loss (a bar on a terminal, else a
+    line every 10 s and one at the end). Returns the final loss and the wall time.
     """
     if config.steps <= 0:
         return {"warmup/loss": float("nan"), "warmup/seconds": 0.0}
@@ -55,7 +58,8 @@ def sft_warmup(model: torch.nn.Module, tokenizer: Any, problems: Any, config: Wa
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
     model.train()
     loss_value = float("nan")
-    for _ in range(config.steps):
+    bar = Progress(config.steps, unit="steps", desc="warm-up", interval_s=10.0) if progress else None
+    for step in range(config.steps):
         input_ids, attention_mask, response_mask = arithmetic_sft_batch(problems, tokenizer, rng, config.batch_size)
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
         targets = input_ids[:, 1:]
@@ -67,6 +71,10 @@ def sft_warmup(model: torch.nn.Module, tokenizer: Any, problems: Any, config: Wa
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         loss_value = float(loss.detach())
+        if bar is not None:
+            bar.update(step + 1, {"sft_loss": loss_value})
+    if bar is not None:
+        bar.close()
     # Leave no gradient behind: the learner's first step would otherwise add the warm-up's last one.
     model.zero_grad(set_to_none=True)
     model.eval()

@@ -120,7 +120,7 @@ def build_models(config: TrainConfig, env: Any) -> tuple[Any, Any, Any, dict[str
         source = env.unwrapped.task.source
         if not hasattr(source, "sample"):
             raise ValueError("the tiny model's warm-up needs a procedural env (e.g. oat/Arithmetic-Duel-v0)")
-        warm = sft_warmup(model, tokenizer, source, config.warmup)
+        warm = sft_warmup(model, tokenizer, source, config.warmup, progress=config.loop.progress and dist.is_main_process())
         return copy.deepcopy(model), model, tokenizer, warm
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     model = AutoModelForCausalLM.from_pretrained(config.model)
