@@ -10,10 +10,9 @@ query budget -- except how the duel is chosen:
   which cost no oracle queries).
 
 It prints, per run, the before/after table and the first query count at which held-out accuracy
-reached ``--target`` (evaluations every 4,096 queries). Measured with seed 0, 32,768 queries, 174 s:
-passive 0.61 → 0.94 (first >= 0.9 at 32,768 queries, cumulative regret 6,206), SEA 0.61 → 0.91 (first
->= 0.9 at 28,672, cumulative regret 6,921). One seed is an anecdote: over 3 seeds the regret benchmark
-(``oat-bench regret``, README) finds SEA no faster than passive online DPO at this scale.
+reached ``--target``. One seed is an anecdote (and another CPU gives the same seed other numbers): the
+distributions over 10 seeds are in the README (``oat-bench seeds --recipe demo`` and ``--recipe sea``: gain
++0.37 ± 0.16 and +0.30 ± 0.10), and the regret benchmark (``oat-bench regret``) compares the methods.
 
 Run: ``python examples/sea_arithmetic.py [--queries 32768] [--seed 0] [--rollout-fraction 0.0]``
 """

@@ -230,29 +230,3 @@ def test_xpo_adds_the_reference_sample_term():
     assert [p.ref_sample_ids for p in other.buffer] == [p.ref_sample_ids for p in agent.buffer]
     with pytest.raises(ValueError, match="ref_policy"):
         XPOAgent(policy, learner, XPOAgentConfig())
-
-
-@pytest.mark.slow
-def test_sea_agent_learns_on_arithmetic_duel(tmp_path):
-    """SEA (BAI-TS: one Thompson-sampled arm, one most-uncertain duel) trains the tiny policy online on
-    single-digit sums with the regret benchmark's settings, 32,768 oracle queries (~1.5 min). The *policy*
-    must learn: held-out greedy accuracy (mean of the last two evaluations) rises by at least 15 points over
-    the SFT-warmed start and anytime regret falls (measured with seed 0: accuracy 0.61 -> 0.94/0.91, anytime
-    regret 0.161 -> 0.037). The run spends exactly its budget, and every oracle label trains the ERM."""
-    from oat_agents.bench.regret import BenchConfig, _make_env, build_agent, warm_model
-
-    torch.set_num_threads(1)
-    cfg = BenchConfig(queries=32768, seeds=[0], methods=["bai_ts"], out=str(tmp_path))
-    model, tok = warm_model(cfg, seed=0)
-    env = _make_env(cfg)
-    agent = build_agent("bai_ts", cfg, 0, model, tok, env)
-    loop = LoopConfig(total_queries=cfg.queries, eval_query_interval=cfg.eval_every, num_eval_prompts=cfg.num_eval_prompts,
-                      eval_seed=1234, log_dir=str(tmp_path / "run"), seed=0, progress=False, tensorboard=False)
-    result = run_online(env, agent, loop)
-    accuracy = [e["eval/accuracy"] for e in result.evals]
-    regret = [e["eval/anytime_regret"] for e in result.evals]
-    print(f"held-out accuracy {accuracy}\nanytime regret {regret}")
-    assert result.queries == 32768 and agent.explorer.erm.num_queries == 32768
-    late_accuracy, late_regret = np.mean(accuracy[-2:]), np.mean(regret[-2:])
-    assert late_accuracy - accuracy[0] >= 0.15, f"accuracy {accuracy[0]:.2f} -> {late_accuracy:.2f}"
-    assert late_regret < 0.5 * regret[0], f"anytime regret {regret[0]:.3f} -> {late_regret:.3f}"

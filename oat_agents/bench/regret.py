@@ -48,7 +48,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -57,13 +56,16 @@ from typing import Any
 
 import numpy as np
 
+from oat_agents.parallel import run_in_processes
+from oat_agents.recipes import ARITHMETIC
+
 METHODS: tuple[str, ...] = ("passive", "offline", "ee_ts", "bai_ts", "sea_rollout", "uncertainty", "apl", "xpo")
 QUICK_METHODS: tuple[str, ...] = ("passive", "offline", "bai_ts")
 ENV_ID = "oat/Arithmetic-Duel-v0"
-# The demo's task (examples/arithmetic_online_dpo.py): single-digit sums with 40 % of the 100 problems held
-# out. Online DPO measurably learns it on CPU within ~16k queries; on 2-digit sums it does not move at
-# benchmark budgets, which would leave nothing to compare.
-ENV_KWARGS = {"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare", "eval_fraction": 0.4}
+# The demo's task (oat_agents.recipes): single-digit sums with 40 % of the 100 problems held out. Online DPO
+# measurably learns it on CPU within ~16k queries; on 2-digit sums it does not move at benchmark budgets,
+# which would leave nothing to compare.
+ENV_KWARGS = ARITHMETIC
 # Methods whose pair is two random samples need no more candidates than that.
 TWO_SAMPLE_METHODS = ("passive", "offline", "xpo")
 
@@ -363,24 +365,6 @@ def plot(agg: dict[str, dict[str, Any]], path: Path, cfg: BenchConfig) -> Path:
 _WARM: dict[int, tuple[Any, Any]] = {}  # per process: the seed's warmed model, reused by its methods
 
 
-def _setup_process(threads: int) -> None:
-    """Single-process learner setup of a benchmark process (the parent or a pool worker)."""
-    import torch
-    import torch.distributed as tdist
-
-    from oat_agents.learners import init_distributed
-    from oat_agents.learners.dist import _LAUNCH_VARS
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if not tdist.is_initialized():
-        # A spawned worker inherits the parent's rendezvous port; each process needs its own group.
-        for key in _LAUNCH_VARS:
-            os.environ.pop(key, None)
-    # One intra-op thread: these models are tiny, and extra threads only fight over shared cores.
-    torch.set_num_threads(threads)
-    init_distributed()
-
-
 def run_job(method: str, cfg: BenchConfig, seed: int) -> dict[str, Any]:
     """One (method, seed) run in this process; the warm-up is shared by the seed's runs in this process.
 
@@ -411,20 +395,8 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
               f"acc {r['accuracy'][0]:.2f}→{r['accuracy'][-1]:.2f}  ({r['seconds']:.0f}s; "
               f"{time.perf_counter() - start:.0f}s elapsed)", flush=True)
 
-    if cfg.workers == 1 or len(jobs) == 1:
-        _setup_process(cfg.threads)
-        for method, seed in jobs:
-            report(method, seed, run_job(method, cfg, seed))
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        # spawn, not fork: a forked child would inherit torch/DeepSpeed state and the parent's threads.
-        with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_setup_process, initargs=(cfg.threads,)) as pool:
-            futures = {pool.submit(run_job, method, cfg, seed): (method, seed) for method, seed in jobs}
-            for future in as_completed(futures):
-                report(*futures[future], future.result())
+    for (method, _, seed), r in run_in_processes(run_job, [(m, cfg, s) for m, s in jobs], cfg.workers, cfg.threads):
+        report(method, seed, r)
     runs = {m: [results[(m, s)] for s in cfg.seeds] for m in cfg.methods}
     agg = aggregate(runs)
     table = format_table(agg, cfg)
