@@ -89,8 +89,18 @@ def test_orderings_say_no_when_the_order_is_reversed():
         "bai_ts": [_fake_run([0.5, 0.1], 30.0), _fake_run([0.5, 0.2], 31.0)],
     }
     verdicts = dict(v.split(": ", 1) for v in orderings(aggregate(runs)))
-    assert verdicts["E&E-TS has lower cumulative regret than BAI-TS"].startswith("no: ee_ts 51")
-    assert verdicts["BAI-TS has lower anytime regret than E&E-TS"].startswith("yes, clearly")
+    assert verdicts["E&E-TS has lower cumulative regret than BAI-TS"].startswith("no, the reverse holds")
+    assert "ee_ts 51" in verdicts["E&E-TS has lower cumulative regret than BAI-TS"]
+    assert verdicts["BAI-TS has lower anytime regret than E&E-TS"].startswith("yes (±1 s.e. apart)")
+
+
+def test_orderings_never_say_yes_when_the_intervals_overlap():
+    runs = {  # bai_ts is lower on average, but its ±1 s.e. interval overlaps passive's
+        "passive": [_fake_run([0.5, 0.30], 50.0), _fake_run([0.5, 0.20], 52.0)],
+        "bai_ts": [_fake_run([0.5, 0.28], 50.0), _fake_run([0.5, 0.18], 51.0)],
+    }
+    verdict = orderings(aggregate(runs))[0]
+    assert verdict.startswith("SEA (bai_ts) learns faster than passive online DPO: no ordering (±1 s.e. overlap)")
 
 
 def test_bench_config_validation():

@@ -311,10 +311,12 @@ def _lower(a: str, b: str, values: dict[str, tuple[float, float]]) -> str:
     """Verdict on "``a`` is lower than ``b``" for a lower-is-better ``(mean, s.e.)`` summary, with the numbers."""
     (ma, sa), (mb, sb) = values[a], values[b]
     numbers = f"{a} {ma:.4g} ± {sa:.2g} vs {b} {mb:.4g} ± {sb:.2g}"
-    if ma >= mb:
-        return f"no: {numbers}"
-    clear = ma + sa < mb - sb
-    return f"yes, {'clearly (±1 s.e. apart)' if clear else 'within noise (±1 s.e. overlap)'}: {numbers}"
+    if ma + sa < mb - sb:
+        return f"yes (±1 s.e. apart): {numbers}"
+    if mb + sb < ma - sa:
+        return f"no, the reverse holds (±1 s.e. apart): {numbers}"
+    # Overlapping intervals say nothing either way: never "yes" on a difference the seeds cannot resolve.
+    return f"no ordering (±1 s.e. overlap): {numbers}"
 
 
 def orderings(agg: dict[str, dict[str, Any]]) -> list[str]:
