@@ -8,6 +8,20 @@ sympy and no worker process.
 spacing commands, ``\\text{}`` units, degree marks, percent signs, trailing periods, rewrites
 ``\\dfrac``/``\\tfrac`` to ``\\frac`` and brace-less ``\\frac12``/``\\sqrt2``/``x^2`` to braced forms.
 
+Words after a number (the whole answer being ``<number> <words>``) are a reward-hack surface:
+``3 or more``, ``7 is not the answer``, ``1 million`` must not read as ``3``, ``7``, ``1``. Only two
+kinds of trailing words are understood:
+
+* known units (:data:`_UNIT_WORDS`, plus ``percent``; several may follow each other, and ``per`` may
+  join two of them: ``5 square feet``, ``5 miles per hour``) are dropped, as they always were;
+* one scale word (:data:`SCALE_WORDS`: ``hundred``, ``thousand``, ``million``, ``billion``,
+  ``trillion`` (short scale) and ``dozen``), optionally followed by units, multiplies the number:
+  ``1.5 million dollars`` becomes ``1500000``.
+
+Any other trailing words stay in the canonical string, separated by single spaces
+(``3 or more``), so the answer equals only the same words and never parses as a number: the fast
+path leaves it undecided and math-verify decides.
+
 :func:`parse_number` turns a canonical string into an exact :class:`fractions.Fraction` when it is a
 plain number: integers (thousands separators allowed), decimals, ``a/b``, ``\\frac{a}{b}``,
 scientific notation (``1.5e3``, ``1.5\\times10^{3}``). Everything here is linear-time regex or
@@ -40,6 +54,18 @@ _UNIT_WORDS = (
     "minute", "seconds", "second", "days", "day", "degrees", "degree", "sq", "square",
 )
 _TRAILING_UNIT_RE = re.compile(r"^([-+]?[\d.,/]+)\s*(?:" + "|".join(_UNIT_WORDS) + r")\b\.?$", re.IGNORECASE)
+# Words that may follow a number and be dropped: the units above and "percent" (the "%" sign is dropped
+# too; has_percent() still sees the raw answer). "per" may only join two of them ("miles per hour").
+_TRAILER_UNITS = frozenset(_UNIT_WORDS) | {"percent"}
+# Scale words multiply the number before them (short scale: a billion is 10**9). Only the singular,
+# only one, and only right after the number ("2 dozen", "1.5 million dollars").
+SCALE_WORDS = {
+    "hundred": 10**2, "thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12, "dozen": 12,
+}
+# "<number> <words>" as the whole (already stripped) answer.
+_NUMBER_WORDS_RE = re.compile(r"([-+]?[\d.,]+)\s+([a-zA-Z]+(?:\s+[a-zA-Z]+)*)")
+# A number a scale word may multiply: an integer (thousands separators allowed) or a decimal.
+_SCALABLE_RE = re.compile(r"([-+]?)(\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?:\.(\d+))?")
 
 _INT_RE = re.compile(r"[-+]?\d+")
 _DEC_RE = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+)")
@@ -60,6 +86,56 @@ def _unwrap_text(s: str) -> str:
     return stripped
 
 
+def _all_units(words: list[str]) -> bool:
+    """True if ``words`` (lowercase) are known units, ``per`` only between two of them."""
+    return all(
+        word in _TRAILER_UNITS or (word == "per" and 0 < i < len(words) - 1 and words[i + 1] != "per")
+        for i, word in enumerate(words)
+    )
+
+
+def _scaled(number: str, scale: int) -> str | None:
+    """``number * scale`` as a plain integer or decimal string (exact), or ``None`` if ``number`` is
+    not a plain integer/decimal (``1,5``, ``1.2.3``: left as words rather than guessed at)."""
+    m = _SCALABLE_RE.fullmatch(number)
+    if not m:
+        return None
+    whole, fraction = m.group(2).replace(",", "") or "0", m.group(3) or ""
+    value = int(whole + fraction) * scale  # the number times 10**len(fraction), exactly
+    if value == 0:
+        return "0"
+    sign = "-" if m.group(1) == "-" else ""
+    if not fraction:
+        return f"{sign}{value}"
+    digits = str(value).rjust(len(fraction) + 1, "0")
+    # A "." is always inserted first, so stripping zeros only ever touches the fractional part.
+    return sign + (digits[: -len(fraction)] + "." + digits[-len(fraction):]).rstrip("0").rstrip(".")
+
+
+def _number_with_words(s: str) -> str | None:
+    """Canonical form of a ``<number> <words>`` answer, or ``None`` if ``s`` is not one.
+
+    Units are dropped, a scale word multiplies, and anything else keeps its words (single-spaced),
+    so ``3 or more`` is never the number ``3`` (see the module docstring).
+    """
+    m = _NUMBER_WORDS_RE.fullmatch(s)
+    if not m:
+        return None
+    number, words = m.group(1), m.group(2).split()
+    lower = [word.lower() for word in words]
+    if _all_units(lower):
+        return number
+    scale = SCALE_WORDS.get(lower[0])
+    if scale is not None and _all_units(lower[1:]):
+        scaled = _scaled(number, scale)
+        if scaled is not None:
+            return scaled
+    if _THOUSANDS_RE.match(number):
+        number = number.replace(",", "")
+    # Case is kept: math-verify reads unknown words as symbols, and "P" is not "p" there.
+    return number + " " + " ".join(words)
+
+
 def normalize_answer(answer: str) -> str:
     """Canonical string form of an extracted answer (see module docstring); ``""`` if too long."""
     if len(answer) > MAX_NORMALIZE_CHARS:
@@ -76,10 +152,12 @@ def normalize_answer(answer: str) -> str:
     unit = _TRAILING_UNIT_RE.match(s)
     if unit:
         s = unit.group(1)
-    # "5 cm" (left after unwrapping \text{ cm}) -> "5": a number followed by letters only.
-    number_then_word = re.match(r"^([-+]?[\d.,]+)\s+[a-zA-Z ]+$", s)
-    if number_then_word:
-        s = number_then_word.group(1)
+    # "5 square feet" -> "5", "2 dozen" -> "24", "3 or more" stays "3 or more" (words kept: done here).
+    with_words = _number_with_words(s)
+    if with_words is not None:
+        if " " in with_words:
+            return with_words
+        s = with_words
     s = _FRAC_SHORT_RE.sub(r"\\frac{\1}{\2}", s)
     s = _FRAC_HALF_SHORT_RE.sub(r"\\frac\1{\2}", s)
     s = _SQRT_SHORT_RE.sub(r"\\sqrt{\1}", s)
