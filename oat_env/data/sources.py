@@ -3,17 +3,32 @@
 A *source* says which prompts exist; a :class:`PromptStream` decides the order they are served
 in. All randomness comes from the generator the environment passes in (its ``np_random``), so a
 seeded reset reproduces the prompt sequence, and the stream's position can be saved and restored.
+
+Checkpoint state: every ``load_state_dict`` of the stream, the tasks and the vector envs goes through
+the ``check_state_*`` helpers of :mod:`oat_env.state`, in two phases: ``check_state_dict(state,
+where)`` validates the whole state without touching the object and returns a commit function that
+applies it and cannot fail. A corrupt or mismatched state therefore raises a ``TypeError`` (wrong
+type) or ``ValueError`` (wrong value, missing or unknown key) naming the field (``where``, e.g.
+``state['task']['queries']``) and leaves the object exactly as it was.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from oat_env.data.records import PromptRecord
+from oat_env.state import (
+    StateCommit,
+    check_state_int,
+    check_state_keys,
+    check_state_permutation,
+    short_repr,
+    state_field,
+)
 
 
 class PromptDataset:
@@ -157,6 +172,47 @@ class PromptStream:
             "served": self.served,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.position, self.served = state["epoch"], state["position"], state["served"]
-        self._order = None if state["order"] is None else np.asarray(state["order"], dtype=np.int64)
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; a state that does not fit this source raises and changes nothing."""
+        self.check_state_dict(state)()
+
+    def check_state_dict(self, state: Any, where: str = "stream") -> StateCommit:
+        """Validate a :meth:`state_dict` for this source (see the module docstring); return its commit.
+
+        A procedural source only counts draws (``order`` None, ``epoch`` and ``position`` 0). For a
+        dataset, ``order`` is None before the first draw (then everything is 0), else a permutation
+        of the dataset's indices with ``position <= len(order)`` and ``served == epoch * len + position``.
+        """
+        state = check_state_keys(state, where, ("epoch", "position", "order", "served"))
+        epoch, position, served = (
+            check_state_int(state[k], state_field(where, k)) for k in ("epoch", "position", "served")
+        )
+        where_order = state_field(where, "order")
+        if isinstance(self.source, ProceduralPrompts):
+            if state["order"] is not None or epoch or position:
+                raise ValueError(
+                    f"{where}: a procedural source ({self.source.name}) has no epochs, so {where_order} must be "
+                    f"None and epoch/position 0, got order={short_repr(state['order'])}, epoch={epoch}, position={position}"
+                )
+            order = None
+        elif state["order"] is None:
+            if epoch or position or served:
+                raise ValueError(
+                    f"{where}: {where_order} is None (nothing drawn yet), so epoch, position and served must be 0, "
+                    f"got {epoch}, {position}, {served}"
+                )
+            order = None
+        else:
+            order = check_state_permutation(state["order"], where_order, len(self.source))
+            if position > len(order):
+                raise ValueError(f"{state_field(where, 'position')} must be in [0, {len(order)}], got {position}")
+            if served != epoch * len(order) + position:
+                raise ValueError(
+                    f"{state_field(where, 'served')} must be epoch * {len(order)} + position = "
+                    f"{epoch * len(order) + position}, got {served}"
+                )
+
+        def commit() -> None:
+            self.epoch, self.position, self.served, self._order = epoch, position, served, order
+
+        return commit

@@ -26,7 +26,7 @@ in the next ``step``. Only answered prompts cost queries.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -38,6 +38,15 @@ from gymnasium.vector.utils import batch_space
 from oat_env.data.records import PromptRecord
 from oat_env.data.sources import PromptSource, PromptStream
 from oat_env.spaces import TextSpace
+from oat_env.state import (
+    StateCommit,
+    check_state_int,
+    check_state_keys,
+    check_state_list,
+    check_state_record,
+    check_state_rng,
+    state_field,
+)
 
 DEFAULT_MAX_PROMPT_LENGTH = 100_000
 DEFAULT_MAX_RESPONSE_LENGTH = 100_000
@@ -198,9 +207,36 @@ class BanditTask:
     def state_dict(self) -> dict[str, Any]:
         return {"stream": self.stream.state_dict(), "queries": self.budget.used}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.stream.load_state_dict(state["stream"])
-        self.budget.used = int(state["queries"])
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; an invalid state raises and changes nothing."""
+        self.check_state_dict(state)()
+
+    def check_state_dict(self, state: Any, where: str = "task") -> StateCommit:
+        """Validate a :meth:`state_dict` (stream position, ``0 <= queries <= max_queries``) without
+        changing the task; return the commit that applies it (see :mod:`oat_env.data.sources`)."""
+        state = check_state_keys(state, where, ("stream", "queries"))
+        stream_commit = self.stream.check_state_dict(state["stream"], state_field(where, "stream"))
+        queries = check_state_int(state["queries"], state_field(where, "queries"))
+        if self.budget.max_queries is not None and queries > self.budget.max_queries:
+            raise ValueError(
+                f"{state_field(where, 'queries')} is {queries}, more than this env's max_queries="
+                f"{self.budget.max_queries}"
+            )
+
+        def commit() -> None:
+            stream_commit()
+            self.budget.used = queries
+
+        return commit
+
+    def check_state_records(
+        self, value: Any, where: str, n: int | None = None, min_len: int = 0
+    ) -> list[PromptRecord]:
+        """Prompt records saved by an env (``n`` of them, else at least ``min_len``), each prompt
+        within this task's ``max_prompt_length``."""
+        items = check_state_list(value, where, n, min_len, why="one per sub-environment")
+        max_length = self.prompt_space.max_length
+        return [check_state_record(r, state_field(where, i), max_length) for i, r in enumerate(items)]
 
 
 def _python_scalar(value: Any) -> Any:
@@ -229,6 +265,18 @@ class TaskEnvMixin:
     def evaluate(self, responses: Sequence[str], prompts: Sequence[str | PromptRecord]) -> dict[str, Any]:
         """Score responses to held-out prompts without spending queries (see the task's ``evaluate``)."""
         return self.task.evaluate(responses, prompts)
+
+    def _check_task_and_rng_state(self, state: Mapping[str, Any], where: str) -> StateCommit:
+        """Validate the ``task`` and ``np_random`` entries every task env saves; return their commit."""
+        task_commit = self.task.check_state_dict(state["task"], state_field(where, "task"))
+        rng = self.np_random
+        rng_state = check_state_rng(state["np_random"], state_field(where, "np_random"), rng.bit_generator)
+
+        def commit() -> None:
+            task_commit()
+            rng.bit_generator.state = rng_state
+
+        return commit
 
 
 class SingleTurnEnv(TaskEnvMixin, gym.Env):
@@ -404,11 +452,30 @@ class SingleTurnVectorEnv(TaskEnvMixin, VectorEnv):
             "pool": None if self._pool is None else [asdict(r) for r in self._pool],
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.task.load_state_dict(state["task"])
-        self.np_random.bit_generator.state = state["np_random"]
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` exactly. Atomic: a state that is corrupt or does not fit this env
+        raises a ``TypeError``/``ValueError`` naming the field and leaves the env unchanged."""
+        self.check_state_dict(state)()
+
+    def check_state_dict(self, state: Any, where: str = "state") -> StateCommit:
+        """Validate every field of a :meth:`state_dict` without changing the env; return the commit.
+
+        ``records``: None (never reset) or ``num_envs`` prompt records; ``pool``: None, absent (checkpoints
+        written before prompt pools existed) or at least ``num_envs`` records, and only with ``records``.
+        """
+        state = check_state_keys(state, where, ("task", "np_random", "records"), optional=("pool",))
+        commit_task_and_rng = self._check_task_and_rng_state(state, where)
+        records = pool = None
         if state["records"] is not None:
-            self._records = [PromptRecord(**r) for r in state["records"]]
-            self.task.remember(self._records)
-        pool = state.get("pool")  # absent in checkpoints written before prompt pools existed
-        self._pool = None if pool is None else [PromptRecord(**r) for r in pool]
+            records = self.task.check_state_records(state["records"], state_field(where, "records"), n=self.num_envs)
+        if state.get("pool") is not None:
+            if records is None:
+                raise ValueError(f"{state_field(where, 'pool')} must be None when {state_field(where, 'records')} is")
+            pool = self.task.check_state_records(state["pool"], state_field(where, "pool"), min_len=self.num_envs)
+
+        def commit() -> None:
+            commit_task_and_rng()
+            self._records, self._pool = records, pool
+            self.task.remember([*(records or ()), *(pool or ())])
+
+        return commit

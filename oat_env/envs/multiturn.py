@@ -25,6 +25,7 @@ sub-env is graded in one batched verifier call, and finished sub-envs are reset 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -39,6 +40,14 @@ from oat_env.envs.base import DEFAULT_MAX_PROMPT_LENGTH, DEFAULT_MAX_RESPONSE_LE
 from oat_env.envs.verifiable import VerifiableTask
 from oat_env.oracles.base import RewardOracle
 from oat_env.spaces import ConversationSpace, TextSpace
+from oat_env.state import (
+    StateCommit,
+    check_state_int,
+    check_state_keys,
+    check_state_list,
+    check_state_record,
+    state_field,
+)
 
 # Headroom per turn for the feedback text in the observation-length bound.
 _FEEDBACK_HEADROOM = 2_000
@@ -124,6 +133,47 @@ class MultiTurnTask(VerifiableTask):
         if self.observation_format == "text":
             return episode.text
         return tuple(dict(m) for m in episode.messages)
+
+    def check_state_episodes(self, value: Any, where: str, n: int) -> list[Episode]:
+        """Episodes saved by a vector env: ``n`` of them, each as :meth:`advance` leaves it (see
+        :meth:`_check_state_episode`)."""
+        items = check_state_list(value, where, n, why="one per sub-environment")
+        return [self._check_state_episode(ep, state_field(where, i)) for i, ep in enumerate(items)]
+
+    def _check_state_episode(self, value: Any, where: str) -> Episode:
+        """One saved episode: mid-conversation (``turn < max_turns``), ``2 * turn + 1`` messages alternating
+        user/assistant and starting with the prompt, ``text`` the same conversation, fitting the observation space."""
+        state = check_state_keys(value, where, ("record", "turn", "text", "messages"))
+        record = check_state_record(state["record"], state_field(where, "record"), self.prompt_space.max_length)
+        turn = check_state_int(state["turn"], state_field(where, "turn"), maximum=self.max_turns - 1)
+        where_messages = state_field(where, "messages")
+        items = check_state_list(state["messages"], where_messages, 2 * turn + 1, why=f"2 * turn + 1, turn is {turn}")
+        messages = [self._check_state_message(m, state_field(where_messages, i), i) for i, m in enumerate(items)]
+        if messages[0]["content"] != record.prompt:
+            raise ValueError(f"{where_messages} must start with the episode's prompt")
+        pairs = zip(messages[1::2], messages[2::2])  # (attempt, feedback)
+        text = record.prompt + "".join(f"{a['content']}\n\n{f['content']}\n\n" for a, f in pairs)
+        if not isinstance(state["text"], str):
+            raise TypeError(f"{state_field(where, 'text')} must be a str, got {type(state['text']).__name__}")
+        if state["text"] != text:
+            raise ValueError(
+                f"{state_field(where, 'text')} must be the prompt followed by each attempt and feedback in its messages"
+            )
+        episode = Episode(record=record, turn=turn, text=text, messages=messages)
+        if not self.observation_space.contains(self.observation(episode)):
+            raise ValueError(f"{where} does not fit this env's observation space {self.observation_space}")
+        return episode
+
+    @staticmethod
+    def _check_state_message(value: Any, where: str, index: int) -> dict[str, str]:
+        """Message ``index`` of a saved conversation: user (prompt, feedback) on even, assistant on odd indices."""
+        message = check_state_keys(value, where, ("role", "content"))
+        role = "user" if index % 2 == 0 else "assistant"
+        if message["role"] != role:
+            raise ValueError(f"{state_field(where, 'role')} must be {role!r}, got {message['role']!r}")
+        if not isinstance(message["content"], str):
+            raise TypeError(f"{state_field(where, 'content')} must be a str, got {type(message['content']).__name__}")
+        return {"role": role, "content": message["content"]}
 
     def feedback_text(self, formatted: bool, answer: Any) -> str:
         if not formatted:
@@ -266,11 +316,23 @@ class MultiTurnMathVectorEnv(TaskEnvMixin, VectorEnv):
             "episodes": None if self._episodes is None else [asdict(ep) for ep in self._episodes],
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.task.load_state_dict(state["task"])
-        self.np_random.bit_generator.state = state["np_random"]
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` exactly. Atomic: a state that is corrupt or does not fit this env
+        raises a ``TypeError``/``ValueError`` naming the field and leaves the env unchanged."""
+        self.check_state_dict(state)()
+
+    def check_state_dict(self, state: Any, where: str = "state") -> StateCommit:
+        """Validate every field of a :meth:`state_dict` without changing the env; return the commit.
+        ``episodes``: None (never reset) or ``num_envs`` episodes (:meth:`MultiTurnTask.check_state_episodes`)."""
+        state = check_state_keys(state, where, ("task", "np_random", "episodes"))
+        commit_task_and_rng = self._check_task_and_rng_state(state, where)
+        episodes = None
         if state["episodes"] is not None:
-            self._episodes = [
-                Episode(record=PromptRecord(**ep["record"]), turn=ep["turn"], text=ep["text"], messages=ep["messages"])
-                for ep in state["episodes"]
-            ]
+            episodes = self.task.check_state_episodes(state["episodes"], state_field(where, "episodes"), self.num_envs)
+
+        def commit() -> None:
+            commit_task_and_rng()
+            self._episodes = episodes
+            self.task.remember([ep.record for ep in episodes or ()])
+
+        return commit
