@@ -123,7 +123,7 @@ def test_simpo_reference_free_and_length_normalised():
     beta, gamma = 2.0, 1.0
     pw, pl = t(PW), t(PL)
     loss, metrics = dap_loss(
-        DAPConfig(loss_type="simpo", beta=beta, simpo_gamma=gamma),
+        DAPConfig(loss_type="simpo", beta=beta, gamma_beta_ratio=gamma / beta),
         pw,
         pl,
         None,
@@ -138,7 +138,7 @@ def test_simpo_reference_free_and_length_normalised():
 
 def test_simpo_label_smoothing():
     beta, gamma, eps = 2.0, 1.0, 0.1
-    loss, _, _, _ = run(DAPConfig(loss_type="simpo", beta=beta, simpo_gamma=gamma, label_smoothing=eps))
+    loss, _, _, _ = run(DAPConfig(loss_type="simpo", beta=beta, gamma_beta_ratio=gamma / beta, label_smoothing=eps))
     expected = []
     for i in range(2):
         z = beta * (PW[i] / LW[i] - PL[i] / LL[i]) - gamma

@@ -327,7 +327,7 @@ def test_kl_as_reward_penalty_folds_into_rewards() -> None:
     mask = torch.tensor([[1, 1], [1, 0]], dtype=torch.bool)
     logp = _t([[-1.0, -1.0], [-1.0, -3.0]])
     ref = _t([[-2.0, -1.0], [-1.0, 0.0]])  # row 1 token 1 is padding: ignored
-    k = math.exp(-1.0) + 1.0 - 1.0
+    k = -1.0 - (-2.0)  # k1 = log π − log π_ref of row 0 token 0 (the other valid tokens have k1 = 0)
     r0, r1 = 1.0 - 0.5 * k, 0.0
     out = compute_advantages(cfg, _t([1.0, 0.0]), mask, logprobs=logp, ref_logprobs=ref)
     assert out.rewards.tolist() == pytest.approx([r0, r1], rel=1e-6)
@@ -501,7 +501,8 @@ def test_grpo_step_on_tiny_llama_with_sequence_logprobs() -> None:
     response = torch.zeros(4, 6, dtype=torch.bool)
     response[:, 3:] = True
     response[1, 5] = False  # a shorter response
-    cfg = PGConfig(advantage_estimator="grpo", group_size=2)
+    # token_mean (DAPO's aggregation) so that the unequal response lengths show in the loss value.
+    cfg = PGConfig(advantage_estimator="grpo", group_size=2, loss_agg="token_mean")
     _, _, logp = sequence_logprobs(model, input_ids, attention, response)
     adv = compute_advantages(cfg, _t([1.0, 0.0, 0.0, 0.0]), response)
     loss, m = pg_loss(cfg, logp, adv.advantages, adv.loss_mask)

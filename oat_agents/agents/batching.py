@@ -1,9 +1,11 @@
-"""Turning (prompt tokens, response tokens) into padded training tensors."""
+"""Turning (prompt tokens, response tokens) into padded training tensors, and one optimizer step's rows
+into its gradient-accumulation micro-batches."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 
@@ -44,3 +46,21 @@ def collate_responses(
         attention_mask[i, : len(row)] = 1
         response_mask[i, start : len(row)] = True
     return input_ids, attention_mask, response_mask
+
+
+def accumulation_chunks(rows: np.ndarray, gradient_accumulation_steps: int) -> list[np.ndarray]:
+    """The ``gradient_accumulation_steps`` micro-batches of ONE optimizer step, as index arrays.
+
+    Every optimizer step is computed in exactly ``gradient_accumulation_steps`` micro-steps, so a
+    ``learn()`` always ends on an accumulation boundary: no gradient is left accumulated into the next
+    ``learn()`` (whose synced weights would miss it). Sizes differ by at most one; with fewer rows than
+    micro-steps some chunks are empty and come FIRST, so the boundary micro-step (the last: its backward
+    reduces the gradients) always has rows. Pair each chunk's loss with its share of the step's loss
+    (:meth:`~oat_agents.learners.LearnerEngine.backward`'s ``share``).
+    """
+    if gradient_accumulation_steps < 1:
+        raise ValueError(f"gradient_accumulation_steps must be >= 1, got {gradient_accumulation_steps}")
+    if len(rows) == 0:
+        raise ValueError("an optimizer step needs at least one row")
+    chunks = np.array_split(np.asarray(rows), gradient_accumulation_steps)
+    return [c for c in chunks if len(c) == 0] + [c for c in chunks if len(c) > 0]

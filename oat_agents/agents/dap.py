@@ -6,9 +6,22 @@ One round with a dueling env (DESIGN.md §4):
    one, the first two samples) picks the pair ``(a, b)`` to show the oracle.
 2. The env's batched ``step`` returns the labels (``1`` = ``a`` preferred).
 3. ``observe(...)`` stores ``(prompt, chosen, rejected)`` pairs, as the token ids the policy sampled.
-4. ``learn()`` runs the DAP loss (DPO, IPO, SLiC, SimPO, ...) over the buffer on the learner.
+4. ``learn()`` runs the DAP loss (DPO, IPO, SLiC, SimPO, LD-DPO, ...) over the buffer on the learner.
 5. ``sync_weights()`` copies the learner's weights into the policy (every ``sync_params_every`` rounds:
    1 = online, k = iterative, never = offline -- the loop decides).
+
+Optimisation: each shuffled pass over the buffer is cut into optimizer steps of
+``micro_batch_size · gradient_accumulation_steps`` pairs (the last may be smaller), and each step is
+computed in exactly ``gradient_accumulation_steps`` micro-batches
+(:func:`~oat_agents.agents.batching.accumulation_chunks`, as ``RLAgent`` does), so ``learn()`` never leaves
+a gradient accumulated into the next round. Identical responses (ties) carry no preference and are
+masked out; with ``V`` the step's valid pairs (over all ranks) the step's loss is
+``Σ_{valid i} ℓ_i / V``: a micro-batch whose loss is the mean over its own ``v`` valid pairs weighs
+``v / V`` (``LearnerEngine.backward(loss, share=...)``), so tie-only micro-batches add nothing and do not
+dilute the others. A step with ``V = 0`` is skipped: no AdamW step and no LR-schedule step. Metrics from
+the loss are means over the valid pairs of the whole ``learn()``; ``train/grad_norm``/``train/lr`` are
+means over its optimizer steps (``train/optimizer_steps``). Data-parallel, every rank must hold the same
+number of pairs (one collective per pass counts the valid pairs of each step).
 """
 
 from __future__ import annotations
@@ -21,9 +34,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from oat_agents.agents.batching import collate_responses
-from oat_agents.algorithms.dap import DAPConfig, dap_loss
+from oat_agents.agents.batching import accumulation_chunks, collate_responses
+from oat_agents.algorithms.dap import METRIC_KEYS, DAPConfig, TokenLogps, dap_loss
 from oat_agents.algorithms.logprobs import sequence_logprobs
+from oat_agents.learners import dist
 from oat_agents.policies.base import Generations, SamplingParams
 
 
@@ -157,7 +171,8 @@ class DAPAgent:
 
     # -- learning --------------------------------------------------------------------------
     def _pair_loss(self, pairs: list[PreferencePair]) -> tuple[torch.Tensor, dict[str, float]]:
-        """DAP loss of a micro-batch: chosen and rejected go through the model as one batch."""
+        """DAP loss of a micro-batch, the mean over its valid (non-tie) pairs: chosen and rejected go
+        through the model as one batch."""
         b = len(pairs)
         prompts = [p.prompt_ids for p in pairs] * 2
         responses = [p.chosen_ids for p in pairs] + [p.rejected_ids for p in pairs]
@@ -166,14 +181,32 @@ class DAPAgent:
         )
         device = self.learner.device
         input_ids, attention_mask, response_mask = input_ids.to(device), attention_mask.to(device), response_mask.to(device)
-        policy_sum, lengths, _ = sequence_logprobs(self.learner.engine, input_ids, attention_mask, response_mask)
-        ref_sum = None
-        if self.config.dap.loss_type != "simpo":
-            ref_tokens = self.learner.ref_logps(input_ids, attention_mask)  # [2B, L-1], predicts ids[:, 1:]
-            ref_sum = (ref_tokens * response_mask[:, 1:]).sum(-1)
+        dap = self.config.dap
+        # policy_tokens[:, t] scores input_ids[:, t] (0 off the response).
+        policy_sum, lengths, policy_tokens = sequence_logprobs(
+            self.learner.engine, input_ids, attention_mask, response_mask
+        )
+        ref_sum = ref_tokens = None
+        if dap.loss_type != "simpo":
+            ref = self.learner.ref_logps(input_ids, attention_mask)  # [2B, L-1], predicts ids[:, 1:]
+            # Shift into the layout of policy_tokens, so both share response_mask.
+            ref_tokens = torch.cat([torch.zeros_like(ref[:, :1]), ref], dim=1)
+            ref_tokens = torch.where(response_mask, ref_tokens, torch.zeros_like(ref_tokens))
+            ref_sum = ref_tokens.sum(-1)
+        token_logps = None
+        if dap.loss_type == "lr_dpo":
+            assert ref_tokens is not None
+            token_logps = TokenLogps(
+                policy_chosen=policy_tokens[:b],
+                policy_rejected=policy_tokens[b:],
+                reference_chosen=ref_tokens[:b],
+                reference_rejected=ref_tokens[b:],
+                chosen_mask=response_mask[:b],
+                rejected_mask=response_mask[b:],
+            )
         mask = torch.tensor([not p.is_tie for p in pairs], device=device)
         return dap_loss(
-            self.config.dap,
+            dap,
             policy_sum[:b],
             policy_sum[b:],
             None if ref_sum is None else ref_sum[:b],
@@ -181,28 +214,56 @@ class DAPAgent:
             lengths[:b],
             lengths[b:],
             mask=mask,
+            token_logps=token_logps,
         )
 
     def learn(self) -> dict[str, float]:
-        """Train on the buffer (``learn_epochs`` shuffled passes in learner micro-batches)."""
+        """Train on the buffer: ``learn_epochs`` shuffled passes, in complete optimizer steps whose loss is
+        the mean over their valid pairs (module docstring). Returns averaged metrics."""
         if not self.buffer:
             return {}
         start = time.perf_counter()
-        micro = self.learner.config.micro_batch_size
-        sums: dict[str, float] = {}
-        count = 0
+        micro = int(self.learner.config.micro_batch_size)
+        gas = int(self.learner.config.gradient_accumulation_steps)
+        world = dist.world_size()
+        loss_sums: dict[str, float] = {}
+        loss_weights: dict[str, float] = {}
+        step_sums: dict[str, float] = {}
+        steps_taken = 0
         self.learner.train()
         for _ in range(self.config.learn_epochs):
             order = self._rng.permutation(len(self.buffer))
-            for s in range(0, len(order), micro):
-                batch = [self.buffer[i] for i in order[s : s + micro]]
-                loss, metrics = self._pair_loss(batch)
-                self.learner.backward(loss)
-                metrics.update(self.learner.step())
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                count += 1
-        result = {k: v / count for k, v in sums.items()}
+            steps = [order[s : s + micro * gas] for s in range(0, len(order), micro * gas)]
+            # Global counts: every rank weighs its pairs by the same denominator and skips the same steps
+            # (a rank skipping a forward/backward that another runs would hang the collectives).
+            valid_per_step = dist.all_reduce_sum([sum(not self.buffer[i].is_tie for i in step) for step in steps])
+            for step, step_valid in zip(steps, valid_per_step):
+                if step_valid == 0:
+                    continue  # no preference anywhere: an AdamW step would only decay weights and move the LR
+                boundary: dict[str, float] = {}
+                for chunk in accumulation_chunks(step, gas):
+                    if len(chunk) == 0:
+                        self.learner.step()  # fewer pairs than micro-steps: empty ones come first, never the boundary
+                        continue
+                    batch = [self.buffer[i] for i in chunk]
+                    chunk_valid = sum(not p.is_tie for p in batch)
+                    loss, metrics = self._pair_loss(batch)
+                    # `loss` is the mean over this chunk's valid pairs; DeepSpeed averages the ranks, hence · world.
+                    self.learner.backward(loss, share=chunk_valid * world / step_valid)
+                    boundary = self.learner.step()
+                    if chunk_valid:
+                        for k, v in metrics.items():
+                            loss_sums[k] = loss_sums.get(k, 0.0) + chunk_valid * float(v)
+                            loss_weights[k] = loss_weights.get(k, 0.0) + chunk_valid
+                for k, v in boundary.items():
+                    step_sums[k] = step_sums.get(k, 0.0) + float(v)
+                steps_taken += 1
+        if loss_sums:
+            result = {k: v / loss_weights[k] for k, v in loss_sums.items()}
+        else:
+            result = dict.fromkeys(METRIC_KEYS, 0.0)  # dap_loss's convention when no pair is valid
+        result.update({k: v / steps_taken for k, v in step_sums.items()})
+        result["train/optimizer_steps"] = float(steps_taken)
         result["train/pairs"] = float(len(self.buffer))
         result["train/tie_fraction"] = float(np.mean([p.is_tie for p in self.buffer]))
         result["train/step_s"] = time.perf_counter() - start

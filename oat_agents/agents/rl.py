@@ -25,12 +25,14 @@ Advantages (the same for every token of turn ``k``):
   ``R_k = A_k + V(s_k)``.
 
 Group estimators (grpo/dr_grpo/rloo) need groups of identical prompts and are rejected in multi-turn
-mode. Learner log-probs use the sampling temperature (``log softmax(z / T)``), the same distribution
-``HFPolicy`` reports, so ``ρ`` and the TIS weights compare like with like.
+mode. Learner and reference log-probs use the sampling temperature (``log softmax(z / T)``), the same
+distribution ``HFPolicy`` reports, so ``ρ``, the TIS weights and the KL to the reference compare like with
+like (an unchanged policy has zero KL at any ``T``).
 
 Optimisation: the buffer is split into ``num_mini_batches`` shuffled mini-batches, ``learn_epochs``
 times; each mini-batch is ONE optimizer step, computed in exactly ``gradient_accumulation_steps``
-chunks of the learner (memory), each chunk's loss rescaled by its share of the mini-batch so that the
+chunks of the learner (memory; :func:`~oat_agents.agents.batching.accumulation_chunks`), each chunk's loss
+weighted by its share of the mini-batch (``LearnerEngine.backward(loss, share=...)``) so that the
 accumulated gradient equals the gradient of the loss over the whole mini-batch (with Dr.GRPO's
 ``constant`` aggregation ``Σ m ℓ / (N · C)``, ``C = max_new_tokens`` unless set). With more than one
 optimizer step per ``learn()``, ``π_old`` is the learner before the first step (an extra forward).
@@ -47,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from oat_agents.agents.batching import collate_responses
+from oat_agents.agents.batching import accumulation_chunks, collate_responses
 from oat_agents.algorithms.logprobs import gather_token_logps
 from oat_agents.algorithms.pg import (
     GROUP_ESTIMATORS,
@@ -351,7 +353,10 @@ class RLAgent:
         return logps, entropy
 
     def _ref_logps(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        ref = self.learner.ref_logps(batch["input_ids"], batch["attention_mask"])  # (B, L-1), predicts ids[:, 1:]
+        # At the sampling temperature, like the policy and sampler log-probs: k1/k3 are 0 when π = π_ref.
+        ref = self.learner.ref_logps(  # (B, L-1), predicts ids[:, 1:]
+            batch["input_ids"], batch["attention_mask"], temperature=self.config.temperature
+        )
         ref = torch.cat([torch.zeros_like(ref[:, :1]), ref], dim=1)
         return torch.where(batch["response_mask"], ref, torch.zeros_like(ref))
 
@@ -362,7 +367,7 @@ class RLAgent:
                 f"a mini-batch of {len(idx)} rollouts cannot fill gradient_accumulation_steps={gas} chunks: "
                 "collect more rollouts per learn() or lower num_mini_batches / gradient_accumulation_steps"
             )
-        return [c for c in np.array_split(idx, gas)]
+        return accumulation_chunks(idx, gas)
 
     @torch.no_grad()
     def _precompute(self, rows: list[Rollout], need_old: bool, need_ref: bool) -> dict[int, dict[str, torch.Tensor]]:
@@ -507,9 +512,7 @@ class RLAgent:
                         ref_logprobs=ref, entropy=entropy,
                     )
                     share = self._chunk_weight(loss_mask, mb_mask, len(mb), len(chunk))
-                    gas = int(self.learner.config.gradient_accumulation_steps)
-                    # DeepSpeed divides by gas; multiplying by gas · share makes the sum the mini-batch loss.
-                    self.learner.backward(loss * (gas * share))
+                    self.learner.backward(loss, share=share)
                     ms.update(self.learner.step())
                     add(ms)
                 if multi and self.critic is not None and "targets" in extra:

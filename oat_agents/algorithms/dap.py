@@ -19,19 +19,23 @@ Losses (each returns per-pair losses; :func:`dap_loss` reduces them):
 ``slic``              ``max(0, 1 − β·h)`` — hinge on the log-ratio margin with margin ``δ = 1/β``
                       (SLiC-HF calibration loss, arXiv 2305.10425, in its reference-normalised DPO-family
                       form as in TRL/oat). Its cross-entropy regulariser is ``sft_weight`` (below).
-``simpo``             ``−(1−ε)·log σ(β(A^π_w − A^π_l) − γ) − ε·log σ(−β(A^π_w − A^π_l) + γ)``
-                      (SimPO, arXiv 2405.14734 Eq. 6; reference-free, length-normalised).
+``simpo``             ``−(1−ε)·log σ(β(A^π_w − A^π_l) − γ) − ε·log σ(−β(A^π_w − A^π_l) + γ)``,
+                      ``γ = gamma_beta_ratio · β`` (SimPO, arXiv 2405.14734 Eq. 6; reference-free,
+                      length-normalised; the paper tunes γ/β, default 0.5).
 ``lr_dpo``            LD-DPO (arXiv 2409.06411, "Length Desensitization in DPO"): DPO on
                       length-desensitised log-probs ``Ŝ = Σ_{t≤l_p} log π_t + α_ld·Σ_{t>l_p} log π_t`` with
                       ``l_p = min(|y_w|, |y_l|)`` (the public length), for policy and reference alike;
-                      ``α_ld = 1`` recovers DPO. Needs per-token log-probs (:class:`TokenLogps`).
+                      ``α_ld = 1`` recovers DPO. Needs per-token log-probs (:class:`TokenLogps`; the
+                      DAP agent builds them from the same forward passes as the sums).
 ====================  =======================================================================================
 
 SFT mix (any algorithm): ``+ w_sft · (−S^π_w / |y_w|)`` (per-token NLL of the chosen response).
 
 Reduction: ``loss = Σ_i m_i ℓ_i / max(1, Σ_i m_i)`` where ``m_i`` is the validity mask (False for
 pairs to skip, e.g. identical responses). An all-masked batch gives ``0`` still connected to the graph
-(its gradient is zero), so every data-parallel rank can run backward.
+(its gradient is zero), so every data-parallel rank can run backward. :class:`~oat_agents.agents.DAPAgent`
+weights its gradient-accumulation micro-batches so that an optimizer step minimises this reduction over
+all of the step's pairs (a micro-batch of ``v`` valid pairs out of the step's ``V`` weighs ``v / V``).
 
 Implicit rewards reported in metrics (detached, mean over valid pairs):
 ``β(S^π − S^ref)`` for dpo/slic/lr_dpo (on the desensitised sums for lr_dpo), ``β(A^π − A^ref)`` for
@@ -48,29 +52,38 @@ import torch.nn.functional as F
 
 LossType = Literal["dpo", "ipo", "slic", "simpo", "lr_dpo"]
 LOSS_TYPES: tuple[str, ...] = ("dpo", "ipo", "slic", "simpo", "lr_dpo")
+METRIC_KEYS: tuple[str, ...] = (
+    "train/loss",
+    "train/chosen_reward",
+    "train/rejected_reward",
+    "train/reward_margin",
+    "train/reward_accuracy",
+)
+"""The metrics :func:`dap_loss` reports (each a mean over valid pairs; 0 when none is valid)."""
 
 
 @dataclass
 class DAPConfig:
     """Options of the DAP losses (see the module docstring for the formulas)."""
 
-    # Which loss: "dpo" (also cDPO / R-DPO / DPOP through the options below), "ipo", "slic",
-    # "simpo" or "lr_dpo" (LD-DPO, arXiv 2409.06411).
     loss_type: LossType = "dpo"
-    # β: KL-regularisation strength (dpo/lr_dpo), 1/margin for slic, τ for ipo, reward scale for simpo.
+    """Which loss: "dpo" (also cDPO / R-DPO / DPOP through the options below), "ipo", "slic", "simpo" or
+    "lr_dpo" (LD-DPO, arXiv 2409.06411)."""
     beta: float = 0.1
-    # ε of conservative DPO (cDPO): probability that a label is flipped; 0 = plain DPO. dpo/lr_dpo/simpo.
+    """β: KL-regularisation strength (dpo/lr_dpo), 1/margin for slic, τ for ipo, reward scale for simpo."""
     label_smoothing: float = 0.0
-    # α of R-DPO: adds α(|y_w| − |y_l|) inside the sigmoid (in reward units); 0 disables. dpo only.
+    """ε of conservative DPO (cDPO): probability that a label is flipped; 0 = plain DPO. dpo/lr_dpo/simpo."""
     len_reg_alpha: float = 0.0
-    # λ of DPO-Positive: subtracts λ·max(0, S^ref_w − S^π_w) from the margin; 0 disables. dpo only.
+    """α of R-DPO: adds α(|y_w| − |y_l|) inside the sigmoid (in reward units); 0 disables. dpo only."""
     dpo_positive_lambda: float = 0.0
-    # Weight of the chosen response's per-token NLL added to the loss (SFT mix; SLiC's regulariser).
+    """λ of DPO-Positive: subtracts λ·max(0, S^ref_w − S^π_w) from the margin; 0 disables. dpo only."""
     sft_weight: float = 0.0
-    # γ of SimPO: target reward margin, in reward units (the paper's γ; γ/β = 0.5 is its default ratio).
-    simpo_gamma: float = 0.5
-    # α of LD-DPO: weight of the log-probs of tokens past the public length; 1 = DPO. lr_dpo only.
+    """Weight of the chosen response's per-token NLL added to the loss (SFT mix; SLiC's regulariser)."""
+    gamma_beta_ratio: float = 0.5
+    """γ/β of SimPO: the target reward margin is ``γ = gamma_beta_ratio · β`` (in reward units), the
+    parameterisation of the SimPO paper (arXiv 2405.14734, whose default ratio is 0.5) and of oat. simpo only."""
     ld_alpha: float = 0.5
+    """α of LD-DPO: weight of the log-probs of tokens past the public length; 1 = DPO. lr_dpo only."""
 
     def __post_init__(self) -> None:
         if self.loss_type not in LOSS_TYPES:
@@ -79,7 +92,7 @@ class DAPConfig:
             raise ValueError(f"beta must be > 0, got {self.beta}")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
-        for name in ("len_reg_alpha", "dpo_positive_lambda", "sft_weight"):
+        for name in ("len_reg_alpha", "dpo_positive_lambda", "sft_weight", "gamma_beta_ratio"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.ld_alpha <= 1.0:
@@ -337,7 +350,7 @@ def dap_loss(
         rejected_reward = beta * (policy_rejected_logps_sum - reference_rejected_logps_sum)
     else:  # simpo
         pw, pl = policy_chosen_logps_sum / len_w, policy_rejected_logps_sum / len_l
-        losses = simpo_losses(pw, pl, beta, config.simpo_gamma, config.label_smoothing)
+        losses = simpo_losses(pw, pl, beta, config.gamma_beta_ratio * beta, config.label_smoothing)
         chosen_reward, rejected_reward = beta * pw, beta * pl
 
     if config.sft_weight > 0:
@@ -360,14 +373,5 @@ def dap_loss(
                 "train/reward_accuracy": float((cr > rr).to(dtype).mean()),
             }
         else:
-            metrics = {
-                k: 0.0
-                for k in (
-                    "train/loss",
-                    "train/chosen_reward",
-                    "train/rejected_reward",
-                    "train/reward_margin",
-                    "train/reward_accuracy",
-                )
-            }
+            metrics = dict.fromkeys(METRIC_KEYS, 0.0)
     return loss, metrics

@@ -31,18 +31,24 @@ Policy loss (:func:`pg_loss`) per valid token, with ratio ``ρ_t = exp(log π_θ
 (PPO clip, arXiv 1707.06347; ``ε_high > ε_low`` is DAPO's "clip-higher", arXiv 2503.14476), where
 ``w_t = min(exp(log π_old,t − log μ_t), C)`` (detached) is the truncated importance weight correcting
 for the sampler ``μ`` (e.g. vLLM) differing numerically from the learner (``C = tis_cap``; off when
-None). Total loss: ``agg(ℓ) + β_KL·agg(k3) − c_H·agg(H) + c_V·L_V`` with
+None). Total loss: ``agg(ℓ) + β_KL·agg(k3) − c_H·agg(H) + c_V·L_V`` (the k3 term with ``kl_mode="loss"``
+only) with
 
 * ``k3_t = exp(log π_ref − log π_θ) − (log π_ref − log π_θ) − 1`` (Schulman's unbiased, non-negative KL
-  estimator) as a loss term (``kl_mode="loss"``), or as a reward penalty ``r_t −= β_KL·k3_t`` folded in
-  before the advantages (``kl_mode="reward"``; summed over tokens for the sequence-level estimators).
+  estimator) as a loss term (``kl_mode="loss"``: its gradient is that of the KL);
+* or, with ``kl_mode="reward"``, the KL as a reward penalty ``r_t −= β_KL·k1_t``,
+  ``k1_t = log π_θ,t − log π_ref,t`` on the sampled tokens (detached; summed over tokens for the
+  sequence-level estimators), folded in before the advantages. ``k1`` is the estimator whose REINFORCE
+  gradient is ``∇KL``: ``∇_θ E_π[Σ_t k1_t] = E_π[(Σ_t k1_t)·∇ log π]`` because ``E_π[∇ log π] = 0``; a
+  detached ``k3`` in the reward has no such gradient. (oat's and TRL's PPO shape rewards with ``k1`` too.)
 * ``H_t = −Σ_v p_v log p_v`` the per-token entropy of the policy (logged; a bonus when ``c_H > 0``).
 * ``L_V = ½ · mean_m max((V − R)², (V_old + clip(V − V_old, −c, c) − R)²)`` the clipped value loss.
 
 Aggregation ``agg`` of per-token values ``x_{i,t}`` over the ``N`` rows:
 
+* ``seq_mean_token_mean``: ``mean_i (Σ_t m x / |y_i|)`` over rows with ``|y_i| > 0`` (original GRPO; the
+  default of :class:`PGConfig`).
 * ``token_mean``: ``Σ_{i,t} m x / Σ_{i,t} m`` (every token weighs the same; DAPO).
-* ``seq_mean_token_mean``: ``mean_i (Σ_t m x / |y_i|)`` over rows with ``|y_i| > 0`` (original GRPO).
 * ``constant``: ``Σ_{i,t} m x / (N · C)`` with ``C = constant_normalizer`` (default: the width ``T`` of
   the per-token tensors, i.e. the max generation length when responses are laid out ``(N, max_new_tokens)``)
   — Dr.GRPO's length-unbiased form.
@@ -74,49 +80,54 @@ GROUP_ESTIMATORS: tuple[str, ...] = ("grpo", "dr_grpo", "rloo")
 class PGConfig:
     """Options of the policy-gradient objectives (formulas in the module docstring)."""
 
-    # Advantage estimator: "ppo" (GAE with a learned critic), "grpo", "dr_grpo", "reinforce" or "rloo".
     advantage_estimator: AdvantageEstimator = "grpo"
-    # G, responses per prompt (contiguous rows). Needed by grpo/dr_grpo/rloo when rewards are 1-D
-    # (inferred from (B, G) rewards); also groups the actor/all_*_groups metrics. None = infer / 1.
+    """Advantage estimator: "ppo" (GAE with a learned critic), "grpo", "dr_grpo", "reinforce" or "rloo"."""
     group_size: int | None = None
-    # γ: discount between consecutive response tokens (ppo/GAE). 1 = undiscounted (usual for LLMs).
+    """G, responses per prompt (contiguous rows). Needed by grpo/dr_grpo/rloo when rewards are 1-D
+    (inferred from (B, G) rewards); also groups the actor/all_*_groups metrics. None = infer / 1."""
     gamma: float = 1.0
-    # λ: GAE bias/variance trade-off (ppo). 1 = Monte-Carlo returns minus V, 0 = one-step TD.
+    """γ: discount between consecutive response tokens (ppo/GAE). 1 = undiscounted (usual for LLMs)."""
     lam: float = 0.95
-    # ε_low: the ratio is clipped below at 1 − clip_eps_low.
+    """λ: GAE bias/variance trade-off (ppo). 1 = Monte-Carlo returns minus V, 0 = one-step TD."""
     clip_eps_low: float = 0.2
-    # ε_high: the ratio is clipped above at 1 + clip_eps_high (> clip_eps_low = DAPO clip-higher, e.g. 0.28).
+    """ε_low: the ratio is clipped below at 1 − clip_eps_low."""
     clip_eps_high: float = 0.2
-    # C: cap of the truncated importance weight min(exp(logp_old − logp_sampler), C) that corrects the
-    # sampler/learner mismatch; None = no correction (w = 1).
+    """ε_high: the ratio is clipped above at 1 + clip_eps_high (> clip_eps_low = DAPO clip-higher, e.g. 0.28)."""
     tis_cap: float | None = None
-    # How per-token losses are reduced: "token_mean", "seq_mean_token_mean" or "constant".
-    loss_agg: LossAgg = "token_mean"
-    # C of loss_agg="constant" (Dr.GRPO): sum / (N · C). None = the per-token tensors' width T, which is
-    # the max generation length when responses are laid out (N, max_new_tokens).
+    """C: cap of the truncated importance weight min(exp(logp_old − logp_sampler), C) that corrects the
+    sampler/learner mismatch; None = no correction (w = 1)."""
+    loss_agg: LossAgg = "seq_mean_token_mean"
+    """How per-token losses are reduced, which is what tells the papers' losses apart:
+    "seq_mean_token_mean" (each response's token mean, then the mean over responses: GRPO, arXiv
+    2402.03300 Eq. 3; the default, so that the default ``grpo`` estimator is the GRPO paper's loss),
+    "token_mean" (every token of the batch weighs the same: DAPO's token-level loss, arXiv 2503.14476
+    Eq. 8) or "constant" (the token sum over ``N · C``, a constant normaliser: Dr.GRPO, arXiv 2503.20783)."""
     constant_normalizer: float | None = None
-    # β_KL: weight of the k3 KL to the reference policy (a loss term or a per-token reward penalty).
+    """C of loss_agg="constant" (Dr.GRPO): sum / (N · C). None = the per-token tensors' width T, which is
+    the max generation length when responses are laid out (N, max_new_tokens)."""
     kl_coef: float = 0.0
-    # Where the KL goes: "loss" (added to the loss), "reward" (penalty folded into rewards), "none".
+    """β_KL: weight of the KL to the reference policy (k3 as a loss term, k1 as a per-token reward penalty)."""
     kl_mode: KLMode = "none"
-    # c_H: entropy bonus weight (loss −= c_H · agg(H)); entropy is logged whenever it is given.
+    """Where the KL goes: "loss" (β_KL·agg(k3) added to the loss), "reward" (−β_KL·k1 per token folded
+    into the rewards, detached), "none"."""
     entropy_coef: float = 0.0
-    # Responses cut by the length limit (no EOS): "none" (keep), "penalty" (reward := truncation_penalty),
-    # "mask" (the response is excluded from the loss; its reward still enters its group's baseline).
+    """c_H: entropy bonus weight (loss −= c_H · agg(H)); entropy is logged whenever it is given."""
     truncation: TruncationMode = "none"
-    # The reward given to truncated responses when truncation="penalty".
+    """Responses cut by the length limit (no EOS): "none" (keep), "penalty" (reward := truncation_penalty),
+    "mask" (the response is excluded from the loss; its reward still enters its group's baseline)."""
     truncation_penalty: float = 0.0
-    # Whiten advantages over the valid tokens (masked mean/std) after estimation; usual for ppo.
+    """The reward given to truncated responses when truncation="penalty"."""
     whiten_advantages: bool = False
-    # c: the value prediction may move at most c from the old value before the loss stops pulling it
-    # (PPO value clipping); None = unclipped squared error.
+    """Whiten advantages over the valid tokens (masked mean/std) after estimation; usual for ppo."""
     value_clip: float | None = 0.2
-    # c_V: weight of the value loss in the total loss (ppo with a critic).
+    """c: the value prediction may move at most c from the old value before the loss stops pulling it
+    (PPO value clipping); None = unclipped squared error."""
     vf_coef: float = 0.5
-    # ε of the grpo std division (A = (r − μ)/(σ + ε)).
+    """c_V: weight of the value loss in the total loss (ppo with a critic)."""
     std_eps: float = 1e-6
-    # reinforce only: subtract the batch-mean reward as a baseline (False = raw rewards).
+    """ε of the grpo std division (A = (r − μ)/(σ + ε))."""
     reinforce_baseline: bool = True
+    """reinforce only: subtract the batch-mean reward as a baseline (False = raw rewards)."""
 
     def __post_init__(self) -> None:
         if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
@@ -238,6 +249,12 @@ def aggregate_loss(
 # ----------------------------------------------------------------------------------------------------
 # Per-token quantities
 # ----------------------------------------------------------------------------------------------------
+
+
+def k1_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per-token k1 estimator of ``KL(π_θ ‖ π_ref)`` on samples from ``π_θ``: ``logp − ref`` (unbiased, may
+    be negative per token). The estimator to put in a reward: ``E_π[(Σ_t k1_t) ∇ log π] = ∇ KL``."""
+    return logprobs - ref_logprobs
 
 
 def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
@@ -531,9 +548,9 @@ def compute_advantages(
     """Advantages for one batch of ``N`` responses (no gradient flows through this function).
 
     Order of operations: truncation handling → KL reward penalty (``kl_mode="reward"``:
-    ``−β_KL·k3_t`` per token) and ``token_rewards`` → estimator → optional whitening.
-    For ``ppo`` the per-token terms enter GAE at their tokens and the sequence reward at the last valid
-    token; the sequence-level estimators use ``r_i + Σ_t m_{i,t}(token_reward_t − β_KL·k3_t)``.
+    ``−β_KL·k1_t = −β_KL·(log π_t − log π_ref,t)`` per token) and ``token_rewards`` → estimator → optional
+    whitening. For ``ppo`` the per-token terms enter GAE at their tokens and the sequence reward at the last
+    valid token; the sequence-level estimators use ``r_i + Σ_t m_{i,t}(token_reward_t − β_KL·k1_t)``.
 
     Args:
         config: estimator and options.
@@ -542,14 +559,16 @@ def compute_advantages(
         values: ``(N, T)`` critic values ``V(s_t)``, ``s_t`` the state in which response token ``t`` is
             generated (aligned with its log-prob; ppo only, required there).
         token_rewards: ``(N, T)`` extra per-token rewards (optional).
-        logprobs, ref_logprobs: ``(N, T)`` behaviour-policy and reference log-probs (``kl_mode="reward"``).
+        logprobs, ref_logprobs: ``(N, T)`` behaviour-policy and reference log-probs, at the same
+            (sampling) temperature (``kl_mode="reward"``).
         is_truncated: ``(N,)`` bool, True for responses cut by the length limit; or give
             ``finish_reasons`` (``"length"`` = truncated). Required unless ``truncation="none"``.
 
     Returns:
         :class:`Advantages` with metrics ``actor/reward_mean`` (raw rewards), ``actor/all_zero_groups``,
         ``actor/all_one_groups`` (fraction of groups of ``group_size`` — or of single responses when
-        unknown — whose raw rewards are all 0 / all 1), ``actor/truncated_frac`` (when known).
+        unknown — whose raw rewards are all 0 / all 1), ``actor/truncated_frac`` (when known),
+        ``actor/kl_penalty`` (``kl_mode="reward"``: the mean ``k1`` over valid tokens).
     """
     if not isinstance(config, PGConfig):
         raise TypeError(f"config must be a PGConfig, got {type(config).__name__}")
@@ -597,7 +616,8 @@ def compute_advantages(
             raise ValueError("kl_mode='reward' needs logprobs and ref_logprobs")
         if logprobs.shape != mask.shape or ref_logprobs.shape != mask.shape:
             raise ValueError(f"logprobs and ref_logprobs must be {tuple(mask.shape)}")
-        kl = k3_kl(logprobs.detach().float(), ref_logprobs.detach().float())
+        # k1, not k3: a detached reward only gets a REINFORCE gradient, which is ∇KL for k1 alone.
+        kl = k1_kl(logprobs.detach().float(), ref_logprobs.detach().float())
         per_token = per_token - config.kl_coef * kl
         metrics["actor/kl_penalty"] = float(masked_mean(kl, mask))
     per_token = torch.where(mask, per_token, torch.zeros_like(per_token))

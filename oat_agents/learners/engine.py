@@ -10,8 +10,12 @@ process without a launcher or many under ``torchrun``/``deepspeed``) with
 * gradient accumulation with DeepSpeed's semantics: each ``backward(loss)`` adds
   ``grad(loss) / gradient_accumulation_steps`` (and, data-parallel, the mean over ranks); the optimizer
   steps on every ``gradient_accumulation_steps``-th ``step()`` call, after clipping the global gradient
-  norm to ``max_grad_norm``;
-* a frozen reference model for KL-regularised objectives (``ref_logps``);
+  norm to ``max_grad_norm``. ``backward(loss, share=s)`` adds ``s · grad(loss)`` instead: a caller that
+  splits one optimizer step into micro-batches passes each micro-batch's share of the step's loss, so the
+  accumulated gradient is the step's whole-batch gradient however the micro-batches are filled. A
+  micro-step other than the boundary one may skip ``backward`` (an empty micro-batch), on every rank
+  alike: ZeRO-2/3 reduce gradients in each backward, every stage at the boundary one;
+* a frozen reference model for KL-regularised objectives (``ref_logps``, at a given temperature);
 * ``state_dict_for_sync`` (full, gathered, LoRA-merged CPU weights with Hugging Face names) for
   policy weight sync, and ``save_pretrained``.
 """
@@ -137,15 +141,23 @@ def seed_everything(seed: int) -> None:
 
 
 def token_logps(
-    model: Callable[..., Any], input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    model: Callable[..., Any],
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
-    """Per-token log-probabilities ``log pi(x_t | x_<t)`` of a causal LM, shape ``[B, T-1]``.
+    """Per-token log-probabilities ``log softmax(z / T)[x_t]`` of a causal LM, shape ``[B, T-1]``.
 
     Entry ``[b, t]`` scores token ``input_ids[b, t+1]`` from the logits at position ``t``; computed in
-    fp32 as ``logit[y] - logsumexp(logits)``. Mask padding/prompt positions yourself.
+    fp32 as ``logit[y] - logsumexp(logits)`` after dividing by ``temperature`` (``T = 1``: the model's own
+    distribution; a sampler's ``T`` to compare with its log-probs). Mask padding/prompt positions yourself.
     """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     logits = out.logits[:, :-1].float()
+    if temperature != 1.0:
+        logits = logits / temperature
     targets = input_ids[:, 1:].unsqueeze(-1)
     return logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
@@ -322,12 +334,26 @@ class LearnerEngine:
         """Whether the next ``step()`` call applies the optimizer."""
         return bool(self.engine.is_gradient_accumulation_boundary())
 
-    def backward(self, loss: torch.Tensor) -> None:
-        """Accumulate ``grad(loss) / gradient_accumulation_steps`` (DeepSpeed ``engine.backward``)."""
+    def backward(self, loss: torch.Tensor, share: float | None = None) -> None:
+        """Accumulate the gradient of a micro-batch loss.
+
+        Args:
+            loss: scalar loss of the micro-batch.
+            share: this micro-batch's share of the optimizer step's loss, e.g. its valid tokens or pairs
+                over the step's when ``loss`` is a mean over its own: the gradient added is
+                ``share · grad(loss)`` (so the shares of a step summing to 1 give the whole-batch gradient).
+                None: DeepSpeed's ``grad(loss) / gradient_accumulation_steps``. Data-parallel, DeepSpeed
+                then averages over ranks either way.
+        """
         if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
             raise ValueError("backward expects a scalar loss tensor")
         if not torch.isfinite(loss.detach()).item():
             raise ValueError(f"non-finite loss {loss.item()}")
+        if share is not None:
+            if not (math.isfinite(share) and share >= 0):
+                raise ValueError(f"share must be finite and >= 0, got {share}")
+            # engine.backward divides by gradient_accumulation_steps; undo it so `share` is the weight.
+            loss = loss * (share * self.config.gradient_accumulation_steps)
         self.engine.backward(loss)
 
     def _grad_norm(self) -> float:
@@ -382,8 +408,12 @@ class LearnerEngine:
 
     # ------------------------------------------------------------------ reference
     @torch.no_grad()
-    def ref_logps(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-token reference log-probs ``[B, T-1]`` (see :func:`token_logps`) on the engine's device.
+    def ref_logps(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """Per-token reference log-probs ``[B, T-1]`` at ``temperature`` (see :func:`token_logps`) on the
+        engine's device. A KL to the reference must use the temperature of the policy log-probs it is
+        compared with (RL: the sampling temperature), or it is non-zero even when policy = reference.
 
         Uses ``ref_model`` if given, else (LoRA) the base model with adapters disabled.
         """
@@ -395,22 +425,27 @@ class LearnerEngine:
             try:
                 with self.module.disable_adapter():
                     return token_logps(
-                        self.engine, input_ids.to(self.device), _maybe_to(attention_mask, self.device)
+                        self.engine, input_ids.to(self.device), _maybe_to(attention_mask, self.device), temperature
                     )
             finally:
                 self.engine.train(was_training)
         ref_device = torch.device(
             getattr(self.ref_model, "device", None) or next(self.ref_model.parameters()).device
         )
-        logps = token_logps(self.ref_model, input_ids.to(ref_device), _maybe_to(attention_mask, ref_device))
+        logps = token_logps(
+            self.ref_model, input_ids.to(ref_device), _maybe_to(attention_mask, ref_device), temperature
+        )
         return logps.to(self.device)
 
     @torch.no_grad()
     def policy_logps(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, temperature: float = 1.0
     ) -> torch.Tensor:
-        """Per-token log-probs ``[B, T-1]`` of the current policy, without gradient (e.g. PPO old logps)."""
-        return token_logps(self.engine, input_ids.to(self.device), _maybe_to(attention_mask, self.device))
+        """Per-token log-probs ``[B, T-1]`` of the current policy at ``temperature``, without gradient
+        (e.g. PPO old logps)."""
+        return token_logps(
+            self.engine, input_ids.to(self.device), _maybe_to(attention_mask, self.device), temperature
+        )
 
     # ------------------------------------------------------------------ weights out
     def hf_model(self) -> nn.Module:
