@@ -1,9 +1,12 @@
 """Wall time per 1,000 completions: our Dr.GRPO (RLAgent) vs TRL's ``GRPOTrainer(loss_type="dr_grpo")``.
 
-Both sides train the same tiny character-level Llama (same initial weights) on the same single-digit
-addition prompts with the same exact-answer reward, group size, prompts per step, completion length,
-learning rate and sampling temperature, on CPU, with no reference model (β = 0) and one optimizer step
-per generation batch:
+Both sides train the same tiny character-level Llama (same initial weights) on single-digit addition
+prompts of ``oat/Arithmetic-v0`` (the first ``steps * prompts`` of its training stream seeded 0) with
+the env's own reward, group size, prompts per step, completion length, learning rate and sampling
+temperature, on CPU, with no reference model (β = 0) and one optimizer step per generation batch.
+TRL gets the prompts from :func:`oat_env.integrations.trl.prompt_dataset` and the reward from
+:func:`oat_env.integrations.trl.reward_function` -- the env's verifier, one batched call per
+generation batch, so a completion earns on both sides exactly what ``env.step`` gives it:
 
 * **TRL**: ``GRPOTrainer`` with ``loss_type="dr_grpo"``, ``scale_rewards="none"`` (Dr.GRPO),
   ``num_generations = G``, ``per_device_train_batch_size = B·G``, ``steps_per_generation = 1``,
@@ -31,11 +34,9 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import re
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 import oat_env  # noqa: F401
@@ -45,19 +46,10 @@ from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
 from oat_agents.models import CharTokenizer, build_tiny_llama
 from oat_agents.policies.hf import HFPolicy
 from oat_agents.rl_loop import make_grouped_vec
+from oat_env.integrations.trl import prompt_dataset, reward_function
 
 TARGET = 1.5
 ENV_KWARGS = {"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare"}
-
-
-def arithmetic_reward(prompts: list[str], completions: list[str], **_: object) -> list[float]:
-    """1.0 when the completion's leading integer equals ``a + b`` of the prompt ``"a+b="``."""
-    out = []
-    for prompt, completion in zip(prompts, completions):
-        a, b = prompt.rstrip("=").split("+")
-        match = re.match(r"\s*(-?\d+)", completion)
-        out.append(float(match is not None and int(match.group(1)) == int(a) + int(b)))
-    return out
 
 
 def time_ours(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> float:
@@ -87,16 +79,14 @@ def time_ours(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> fl
 def time_trl(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> float:
     """Seconds per completion of TRL GRPOTrainer steps (first step excluded)."""
     try:
-        from datasets import Dataset
         from transformers import TrainerCallback
         from trl import GRPOConfig, GRPOTrainer
     except ImportError as err:  # optional dependency
         raise SystemExit(f"TRL is needed for this benchmark: pip install trl ({err})") from err
 
-    rng = np.random.default_rng(0)
-    total = args.steps * args.prompts
-    prompts = [f"{a}+{b}=" for a, b in rng.integers(0, 10, size=(total, 2))]
-    dataset = Dataset.from_list([{"prompt": p} for p in prompts])
+    # The env's prompts (columns prompt/answer/prompt_uid) and the env's reward, graded by its verifier.
+    dataset = prompt_dataset("oat/Arithmetic-v0", n=args.steps * args.prompts, seed=0, **ENV_KWARGS)
+    reward = reward_function("oat/Arithmetic-v0", **ENV_KWARGS)
     marks: list[float] = []
 
     class StepTimer(TrainerCallback):
@@ -133,13 +123,16 @@ def time_trl(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> flo
         )
         trainer = GRPOTrainer(
             model=copy.deepcopy(model),
-            reward_funcs=arithmetic_reward,
+            reward_funcs=reward,
             args=config,
             train_dataset=dataset,
             processing_class=tokenizer,
             callbacks=[StepTimer()],
         )
         trainer.train()
+    reward.close()
+    if reward.verifier_calls != args.steps:  # one batched verifier call per generation batch
+        raise RuntimeError(f"TRL made {reward.verifier_calls} reward calls in {args.steps} steps")
     if len(marks) < 2:
         raise RuntimeError(f"TRL ran {len(marks)} steps; need >= 2 to time")
     return (marks[-1] - marks[0]) / ((len(marks) - 1) * args.prompts * args.group)
