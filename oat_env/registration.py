@@ -2,11 +2,69 @@
 
 Each id has a single-env factory (``entry_point``) and a vector one (``vector_entry_point``)
 taking the same keyword arguments plus ``num_envs``.
+
+Keyword arguments: every factory first refuses keywords its id does not take (``TypeError``
+naming them, the likely intended keyword, e.g. ``model_name_or_path= -> reward_model=``, and
+the accepted ones), before it loads any data or model. Held-out prompts
+(``env.unwrapped.eval_prompts()``, counted by ``env.unwrapped.num_eval_prompts``) are decided at
+construction: see :func:`_hub_chat_prompts` for the dataset ids; procedural ids hold out
+``eval_fraction`` of their problem space.
+
+Gymnasium's own vectorizers
+---------------------------
+``gym.make_vec(id, num_envs=N)`` (``vectorization_mode`` ``None`` or ``"vector_entry_point"``)
+builds the native vector env of DESIGN.md §2. ``vectorization_mode="sync"``
+(:class:`gymnasium.vector.SyncVectorEnv`) and ``"async"`` (:class:`gymnasium.vector.AsyncVectorEnv`,
+one worker process per sub-env, observations through shared memory: :mod:`oat_env.spaces`) work
+for every id too: they run ``N`` independent single envs ``gym.make(id, **kwargs)`` (each behind
+Gymnasium's env checker). They differ from the native vector env in exactly these ways:
+
+1. **Autoreset.** Gymnasium's default is ``AutoresetMode.NEXT_STEP``: the step after a sub-env's
+   episode ends only resets it -- its action is ignored, nothing is queried, the reward is 0,
+   ``terminated`` is False and its infos hold only the new prompt's ``prompt_uid`` (and ``turn``
+   for multi-turn). Single-turn episodes end every step, so every other ``step`` is such a dummy
+   round, and an answering step has its feedback (``prob_a_wins``, ``correct``, ...) as top-level
+   infos. ``vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}`` gives the
+   native round structure: every step answers and returns the next prompts, the answered ones
+   and their feedback in ``infos["final_obs"]``/``infos["final_info"]``.
+2. **Seeding.** ``reset(seed=s)`` seeds sub-env ``i`` with ``s + i`` (a list of ``N`` seeds is
+   also accepted; the native env refuses lists), and each sub-env draws from its own prompt
+   stream: sub-env ``i`` serves exactly what ``gym.make(id, **kwargs).reset(seed=s + i)`` serves.
+   The native env draws all ``N`` prompts from one generator seeded with ``s`` (so the same seed
+   gives other prompts), and on a finite dataset one shuffled epoch serves every prompt once
+   across all sub-envs; ``N`` streams run ``N`` independent epochs, so one prompt can be served by
+   several sub-envs in the same round.
+3. **Query budget.** ``max_queries`` is per sub-env: ``N`` sub-envs may spend
+   ``N * max_queries`` queries, and the counters are per sub-env (``envs.get_attr("num_queries")``
+   is a tuple). The native env has one budget for the batch. The step that would overspend a
+   sub-env's budget raises :class:`~oat_env.envs.base.QueryBudgetExhausted` from that sub-env; in
+   async mode the workers that raised are shut down, so the vector env can only be closed.
+4. **Batching.** One oracle call of batch size 1 per sub-env per answering step: ``N`` calls
+   (sync: one after another; async: in parallel), each sub-env with its own oracle instance --
+   ``N`` reward models in memory, plus one more that ``AsyncVectorEnv`` builds in the parent
+   process to read the spaces. An oracle object passed as a keyword is copied into each worker;
+   the parent's copy sees no calls. The native env makes ONE batched call of size ``N`` per step.
+5. **Env API.** Only Gymnasium's ``VectorEnv`` API. The native env's own members --
+   ``eval_prompts``, ``num_eval_prompts``, ``evaluate``, ``num_queries``, ``queries_remaining``,
+   ``prompt_pool``/``serve_prompts`` (active prompt selection), ``current_prompts``,
+   ``state_dict``/``load_state_dict``, ``last_oracle_metrics`` -- exist per sub-env only
+   (``envs.call("eval_prompts", n)``, ``envs.get_attr("num_queries")``: tuples of ``N``
+   results). The ``oat_agents`` loops need the native env.
+
+Observations are a ``tuple`` of ``N`` prompt strings in every mode (multi-turn with
+``observation_format="messages"``: ``N`` tuples of message dicts), except async mode with
+``vector_kwargs={"copy": False}``, which returns a live view of the shared memory
+(:class:`~oat_env.spaces.SharedTextBatch`); ``vector_kwargs={"shared_memory": False}`` pickles
+observations through the pipes instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
+import os
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from oat_env.data.arithmetic import ArithmeticConfig, ArithmeticProblems
@@ -20,7 +78,7 @@ from oat_env.data.chat_data import (
     ultrafeedback_record_fn,
 )
 from oat_env.data.files import RowToRecord
-from oat_env.data.hub import load_prompt_records
+from oat_env.data.hub import PromptDataUnavailableError, load_prompt_records
 from oat_env.data.math_data import (
     COUNTDOWN_TEMPLATE,
     TEMPLATE_EXTRACTORS,
@@ -29,9 +87,9 @@ from oat_env.data.math_data import (
     math_record_fn,
 )
 from oat_env.data.sources import ProceduralPrompts, PromptDataset
-from oat_env.envs.dueling import DuelingEnv, DuelingVectorEnv, as_preference_oracle
-from oat_env.envs.multiturn import MultiTurnMathEnv, MultiTurnMathVectorEnv
-from oat_env.envs.verifiable import VerifiableEnv, VerifiableVectorEnv
+from oat_env.envs.dueling import DuelingEnv, DuelingTask, DuelingVectorEnv, as_preference_oracle
+from oat_env.envs.multiturn import MultiTurnMathEnv, MultiTurnMathVectorEnv, MultiTurnTask
+from oat_env.envs.verifiable import VerifiableEnv, VerifiableTask, VerifiableVectorEnv
 from oat_env.oracles.countdown import CountdownVerifier
 from oat_env.oracles.math import IntegerAnswerVerifier, MathVerifier
 from oat_env.oracles.remote import RemoteOracle
@@ -39,6 +97,57 @@ from oat_env.oracles.reward_model import DEFAULT_REWARD_MODEL, RewardModelOracle
 from oat_env.oracles.synthetic import ArithmeticUtilityOracle
 
 _ARITHMETIC_FIELDS = {f.name for f in dataclasses.fields(ArithmeticConfig)}
+
+
+# -- keyword arguments: every factory refuses unknown ones before it loads anything ----------------
+def _keyword_options(task_cls: type) -> frozenset[str]:
+    """The keyword-only options of a task constructor (what the env classes pass through)."""
+    params = inspect.signature(task_cls.__init__).parameters.values()
+    return frozenset(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+# Names people reach for that mean another keyword of these factories.
+_KWARG_ALIASES = {
+    "model_name_or_path": "reward_model",
+    "reward_model_name_or_path": "reward_model",
+    "rm": "reward_model",
+    "embedding_model_name_or_path": "embedding_model",
+    "data": "prompt_data",
+    "dataset": "prompt_data",
+    "eval_data": "eval_prompt_data",
+    "eval_dataset": "eval_prompt_data",
+}
+
+
+def _refuse_unknown(env_id: str, kwargs: Mapping[str, Any], accepted: Iterable[str]) -> None:
+    """Raise ``TypeError`` naming every keyword of ``kwargs`` that ``env_id`` does not take (with the
+    likely intended one), before the caller loads any data or model."""
+    accepted = sorted(set(accepted))
+    unknown = sorted(set(kwargs) - set(accepted))
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        guess = _KWARG_ALIASES.get(name)
+        if guess not in accepted:
+            close = difflib.get_close_matches(name, accepted, n=1)
+            guess = close[0] if close else None
+        if guess is not None:
+            hints.append(f"{name}= -> {guess}=")
+    raise TypeError(
+        f"{env_id} got unknown keyword argument(s) {unknown}"
+        + (f" (did you mean {', '.join(hints)}?)" if hints else "")
+        + f"; nothing was loaded. It accepts: {', '.join(accepted)}"
+    )
+
+
+_VERIFIABLE_OPTIONS = _keyword_options(VerifiableTask)
+_DUELING_OPTIONS = _keyword_options(DuelingTask)
+_MULTITURN_OPTIONS = _keyword_options(MultiTurnTask)
+_ARITHMETIC_OPTIONS = _ARITHMETIC_FIELDS | {"eval_fraction"}
+# Data options of the hub-backed ids (see _hub_math_prompts / _hub_chat_prompts).
+_HUB_DATA_OPTIONS = frozenset({"prompt_data", "eval_prompt_data", "split", "eval_split", "limit"})
+_MATH_OPTIONS = _HUB_DATA_OPTIONS | {"template", "strict", "order", "symmetric", "grading_timeout_s"}
 
 
 def _arithmetic_prompts(kwargs: dict[str, Any]) -> ProceduralPrompts:
@@ -58,23 +167,31 @@ def _arithmetic_oracle(kwargs: dict[str, Any]) -> ArithmeticUtilityOracle:
 def make_arithmetic_env(**kwargs: Any) -> VerifiableEnv:
     """``oat/Arithmetic-v0``: :class:`ArithmeticConfig` fields, ``eval_fraction``, ``strict`` and
     :class:`~oat_env.envs.verifiable.VerifiableTask` options."""
+    _refuse_unknown("oat/Arithmetic-v0", kwargs, _ARITHMETIC_OPTIONS | {"strict"} | _VERIFIABLE_OPTIONS)
     prompts = _arithmetic_prompts(kwargs)
     return VerifiableEnv(prompts, _arithmetic_verifier(kwargs), **kwargs)
 
 
 def make_arithmetic_vector_env(num_envs: int = 1, **kwargs: Any) -> VerifiableVectorEnv:
+    _refuse_unknown("oat/Arithmetic-v0", kwargs, _ARITHMETIC_OPTIONS | {"strict"} | _VERIFIABLE_OPTIONS)
     prompts = _arithmetic_prompts(kwargs)
     return VerifiableVectorEnv(prompts, _arithmetic_verifier(kwargs), num_envs=num_envs, **kwargs)
+
+
+# The env fixes oracle_reference="answer" (the utility oracle needs the gold answer).
+_ARITHMETIC_DUEL_OPTIONS = _ARITHMETIC_OPTIONS | {"temperature"} | (_DUELING_OPTIONS - {"oracle_reference"})
 
 
 def make_arithmetic_duel_env(**kwargs: Any) -> DuelingEnv:
     """``oat/Arithmetic-Duel-v0``: :class:`ArithmeticConfig` fields, ``eval_fraction``, the oracle's
     Bradley--Terry ``temperature`` and :class:`~oat_env.envs.dueling.DuelingTask` options."""
+    _refuse_unknown("oat/Arithmetic-Duel-v0", kwargs, _ARITHMETIC_DUEL_OPTIONS)
     prompts = _arithmetic_prompts(kwargs)
     return DuelingEnv(prompts, _arithmetic_oracle(kwargs), oracle_reference="answer", **kwargs)
 
 
 def make_arithmetic_duel_vector_env(num_envs: int = 1, **kwargs: Any) -> DuelingVectorEnv:
+    _refuse_unknown("oat/Arithmetic-Duel-v0", kwargs, _ARITHMETIC_DUEL_OPTIONS)
     prompts = _arithmetic_prompts(kwargs)
     return DuelingVectorEnv(prompts, _arithmetic_oracle(kwargs), num_envs=num_envs, oracle_reference="answer", **kwargs)
 
@@ -90,7 +207,12 @@ def _hub_math_prompts(
     kwargs: dict[str, Any], dataset: tuple[str, str | None], record_fn: Any, name: str
 ) -> tuple[PromptDataset, str]:
     """Pop the data options (``prompt_data``, ``eval_prompt_data``, ``split``, ``eval_split``,
-    ``limit``, ``template``) and build a dataset whose held-out split loads on first use."""
+    ``limit``, ``template``) and build a dataset whose held-out split loads on first use.
+
+    Held-out prompts (decided here, at construction): ``eval_prompt_data`` when given, else the hub
+    default's ``eval_split`` when ``prompt_data`` is the default, else none (a local or custom
+    ``prompt_data`` alone: ``num_eval_prompts == 0`` and ``eval_prompts`` raises ``ValueError``
+    naming ``eval_prompt_data=``)."""
     template = kwargs.pop("template", "qwen_math")
     prompt_data = kwargs.pop("prompt_data", None)
     eval_prompt_data = kwargs.pop("eval_prompt_data", None)
@@ -125,6 +247,7 @@ def _math_verifier(kwargs: dict[str, Any], template: str) -> MathVerifier:
 
 
 def _math_env(kwargs: dict[str, Any], dataset: tuple[str, str | None], record_fn: Any, name: str, num_envs=None):
+    _refuse_unknown(f"oat/{'GSM8K' if name == 'gsm8k' else 'MATH'}-v0", kwargs, _MATH_OPTIONS | _VERIFIABLE_OPTIONS)
     prompts, template = _hub_math_prompts(kwargs, dataset, record_fn, name)
     verifier = _math_verifier(kwargs, template)
     if num_envs is None:
@@ -156,6 +279,9 @@ def make_math_vector_env(num_envs: int = 1, **kwargs: Any) -> VerifiableVectorEn
 
 # -- Countdown --------------------------------------------------------------------------------
 _COUNTDOWN_GENERATOR_KEYS = ("num_numbers", "min_number", "max_number", "min_target", "max_target")
+_COUNTDOWN_OPTIONS = (
+    frozenset(_COUNTDOWN_GENERATOR_KEYS) | {"template", "eval_fraction", "format_score"} | _VERIFIABLE_OPTIONS
+)
 
 
 def _countdown(kwargs: dict[str, Any]) -> tuple[ProceduralPrompts, CountdownVerifier]:
@@ -168,11 +294,13 @@ def _countdown(kwargs: dict[str, Any]) -> tuple[ProceduralPrompts, CountdownVeri
 def make_countdown_env(**kwargs: Any) -> VerifiableEnv:
     """``oat/Countdown-v0``: ``num_numbers``, ``min_number``, ``max_number``, ``min_target``,
     ``max_target``, ``template``, ``eval_fraction``, ``format_score`` and the verifiable-task options."""
+    _refuse_unknown("oat/Countdown-v0", kwargs, _COUNTDOWN_OPTIONS)
     prompts, verifier = _countdown(kwargs)
     return VerifiableEnv(prompts, verifier, **kwargs)
 
 
 def make_countdown_vector_env(num_envs: int = 1, **kwargs: Any) -> VerifiableVectorEnv:
+    _refuse_unknown("oat/Countdown-v0", kwargs, _COUNTDOWN_OPTIONS)
     prompts, verifier = _countdown(kwargs)
     return VerifiableVectorEnv(prompts, verifier, num_envs=num_envs, **kwargs)
 
@@ -181,11 +309,15 @@ def make_countdown_vector_env(num_envs: int = 1, **kwargs: Any) -> VerifiableVec
 def _multiturn(kwargs: dict[str, Any]) -> tuple[Any, Any]:
     """``source="arithmetic"`` (default, offline), ``"gsm8k"`` or ``"math"``; the source's own options."""
     source = kwargs.pop("source", "arithmetic")
+    datasets = {"gsm8k": (GSM8K_DATASET, gsm8k_record_fn), "math": (MATH_DATASET, math_record_fn)}
+    if source != "arithmetic" and source not in datasets:
+        raise ValueError(f"source must be one of ['arithmetic', 'gsm8k', 'math'], got {source!r}")
+    source_options = _ARITHMETIC_OPTIONS | {"strict"} if source == "arithmetic" else _MATH_OPTIONS
+    _refuse_unknown(
+        f"oat/MathMultiTurn-v0 (source={source!r})", kwargs, source_options | _MULTITURN_OPTIONS | {"source"}
+    )
     if source == "arithmetic":
         return _arithmetic_prompts(kwargs), _arithmetic_verifier(kwargs)
-    datasets = {"gsm8k": (GSM8K_DATASET, gsm8k_record_fn), "math": (MATH_DATASET, math_record_fn)}
-    if source not in datasets:
-        raise ValueError(f"source must be one of ['arithmetic', 'gsm8k', 'math'], got {source!r}")
     dataset, record_fn = datasets[source]
     prompts, template = _hub_math_prompts(kwargs, dataset, record_fn, source)
     return prompts, _math_verifier(kwargs, template)
@@ -247,13 +379,30 @@ class PromptDerivedReferences:
         return self.oracle.compare(prompts, responses_a, responses_b, references=[self.derive(p) for p in prompts])
 
 
-def _duel_oracle(kwargs: dict[str, Any], messages: bool = False) -> Any:
-    """Pop the oracle options and build the oracle.
+_DUEL_ORACLE_OPTIONS = frozenset({"oracle", "oracle_url", "oracle_kwargs", *_ALL_ORACLE_OPTIONS})
 
+
+def offline_ways_out(env_id: str) -> str:
+    """The sentence every first-contact error of a hub-backed dueling env ends with: how to run offline."""
+    return (
+        f"Ways out for {env_id} without the Hugging Face hub: prompt_data='prompts.jsonl' (local prompts: "
+        ".jsonl/.json/.parquet/.csv or a list of PromptRecord; add eval_prompt_data= for held-out prompts) "
+        "together with an oracle that needs no hub: oracle='embedding' (the bundled offline "
+        "reference-similarity oracle), reward_model='path/to/reward_model_dir' (a local reward model "
+        "directory; this env's keyword is reward_model=, not model_name_or_path=) or "
+        "oracle_url='http://host:port' (an oat-serve-oracle service)."
+    )
+
+
+def _duel_oracle(kwargs: dict[str, Any], env_id: str, messages: bool = False) -> Callable[[], Any]:
+    """Pop and validate the oracle options; return the function that builds the oracle.
+
+    Validation happens here, before any data loads; the returned builder loads the model.
     ``oracle_url`` (an ``oat-serve-oracle`` service) wins: a :class:`RemoteOracle` with
     ``oracle_kwargs`` as client options; the served oracle's own options live on the server.
     Otherwise ``oracle`` is ``"reward_model"`` (default), ``"embedding"``, ``"judge"`` or an oracle
     object; ``oracle_kwargs`` go to its constructor next to the named options of that kind.
+    A reward model that cannot be loaded raises ``OSError`` ending with :func:`offline_ways_out`.
     """
     oracle = kwargs.pop("oracle", None)
     url = kwargs.pop("oracle_url", None)
@@ -266,7 +415,7 @@ def _duel_oracle(kwargs: dict[str, Any], messages: bool = False) -> Any:
                 f"oracle_url={url!r} selects the served oracle; {given} configure an in-process oracle and "
                 "cannot be combined with it (set them on the server: oat-serve-oracle --help)"
             )
-        return RemoteOracle(url, **extra)
+        return lambda: RemoteOracle(url, **extra)
     if oracle is None:
         oracle = "reward_model"
     if not isinstance(oracle, str):  # an oracle object: DuelingTask wraps reward-only ones itself
@@ -274,7 +423,7 @@ def _duel_oracle(kwargs: dict[str, Any], messages: bool = False) -> Any:
             raise ValueError(f"options {sorted(options) + sorted(extra)} only apply to oracle names {ORACLES}")
         if "bt_temperature" in options:
             kwargs["bt_temperature"] = options["bt_temperature"]
-        return oracle
+        return lambda: oracle
     if oracle not in ORACLES:
         raise ValueError(f"oracle must be one of {ORACLES} (or an oracle object), got {oracle!r}")
     unknown = sorted(options.keys() - set(_ORACLE_OPTIONS[oracle]))
@@ -285,14 +434,35 @@ def _duel_oracle(kwargs: dict[str, Any], messages: bool = False) -> Any:
     if oracle == "reward_model":
         options["model_name_or_path"] = options.pop("reward_model", DEFAULT_REWARD_MODEL)
         cls = MessagesRewardModelOracle if messages else RewardModelOracle
-        return cls(**options, **extra)
+
+        def build_reward_model() -> RewardModelOracle:
+            try:
+                return cls(**options, **extra)
+            except OSError as err:  # the model or tokenizer could not be loaded
+                offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+                cause = err.__cause__ if err.__cause__ is not None else err
+                raise OSError(
+                    f"could not load reward model {options['model_name_or_path']!r} for {env_id}"
+                    + (" (HF_HUB_OFFLINE is set)" if offline else "")
+                    + f": {type(cause).__name__}: {str(cause).strip().rstrip('.')}. {offline_ways_out(env_id)}"
+                ) from err
+
+        return build_reward_model
     if oracle == "embedding":
-        from oat_env.oracles.embedding import EmbeddingSimilarityOracle
 
-        return EmbeddingSimilarityOracle(model_name_or_path=options.pop("embedding_model", None), **options, **extra)
-    from oat_env.oracles.judge import JudgeOracle
+        def build_embedding() -> Any:
+            from oat_env.oracles.embedding import EmbeddingSimilarityOracle
 
-    return JudgeOracle(model=options.pop("judge_model", None), **options, **extra)
+            return EmbeddingSimilarityOracle(model_name_or_path=options.pop("embedding_model", None), **options, **extra)
+
+        return build_embedding
+
+    def build_judge() -> Any:
+        from oat_env.oracles.judge import JudgeOracle
+
+        return JudgeOracle(model=options.pop("judge_model", None), **options, **extra)
+
+    return build_judge
 
 
 def _hub_chat_prompts(
@@ -302,10 +472,17 @@ def _hub_chat_prompts(
     name: str,
     split: str,
     eval_split: str,
+    env_id: str,
 ) -> PromptDataset:
-    """Pop ``prompt_data``, ``eval_prompt_data``, ``split``, ``eval_split`` and ``limit`` (as the
-    GSM8K/MATH envs: a local ``prompt_data`` without ``eval_prompt_data`` has no held-out split;
-    the hub default's held-out split loads on first use)."""
+    """Pop ``prompt_data``, ``eval_prompt_data``, ``split``, ``eval_split`` and ``limit`` and load the
+    training prompts.
+
+    Held-out prompts (decided here, at construction): ``eval_prompt_data`` when given (loaded on
+    first use); else the hub default's ``eval_split`` when ``prompt_data`` is the default (loaded on
+    first use); else (a local or custom ``prompt_data`` alone) none: ``num_eval_prompts == 0`` and
+    ``eval_prompts`` raises ``ValueError`` naming ``eval_prompt_data=``. A hub dataset that cannot
+    be loaded raises :class:`PromptDataUnavailableError` ending with :func:`offline_ways_out`.
+    """
     prompt_data = kwargs.pop("prompt_data", None)
     eval_prompt_data = kwargs.pop("eval_prompt_data", None)
     split, eval_split = kwargs.pop("split", split), kwargs.pop("eval_split", eval_split)
@@ -313,9 +490,12 @@ def _hub_chat_prompts(
     dataset_id, config = dataset
 
     def load(data: Any, which: str) -> list:
-        return load_prompt_records(
-            data, default_dataset=dataset_id, split=which, to_record=to_record, config_name=config, limit=limit
-        )
+        try:
+            return load_prompt_records(
+                data, default_dataset=dataset_id, split=which, to_record=to_record, config_name=config, limit=limit
+            )
+        except PromptDataUnavailableError as err:
+            raise PromptDataUnavailableError(f"{err} {offline_ways_out(env_id)}") from err
 
     records = load(prompt_data, split)
     if eval_prompt_data is not None:
@@ -328,14 +508,19 @@ def _hub_chat_prompts(
 
 
 TLDR_ORACLE_REFERENCES = ("post", "summary")
+_TLDR_OPTIONS = _HUB_DATA_OPTIONS | _DUEL_ORACLE_OPTIONS | _DUELING_OPTIONS | {"oracle_reference"}
+_ULTRAFEEDBACK_OPTIONS = _HUB_DATA_OPTIONS | _DUEL_ORACLE_OPTIONS | _DUELING_OPTIONS | {"chat_format"}
 
 
 def _tldr(kwargs: dict[str, Any]) -> tuple[PromptDataset, Any]:
+    env_id = "oat/TLDR-Duel-v0"
+    _refuse_unknown(env_id, kwargs, _TLDR_OPTIONS)
     reference = kwargs.pop("oracle_reference", "post")
     if reference not in TLDR_ORACLE_REFERENCES:
         raise ValueError(f"oracle_reference must be one of {TLDR_ORACLE_REFERENCES}, got {reference!r}")
-    prompts = _hub_chat_prompts(kwargs, TLDR_DATASET, tldr_record, "tldr", "train", "test")
-    oracle = _duel_oracle(kwargs)
+    build_oracle = _duel_oracle(kwargs, env_id)
+    prompts = _hub_chat_prompts(kwargs, TLDR_DATASET, tldr_record, "tldr", "train", "test", env_id)
+    oracle = build_oracle()
     if reference == "post":
         oracle = PromptDerivedReferences(oracle, tldr_post, kwargs.pop("bt_temperature", 1.0))
     return prompts, oracle
@@ -347,7 +532,10 @@ def make_tldr_duel_env(**kwargs: Any) -> DuelingEnv:
     Data: ``prompt_data`` (hub id or local .jsonl/.json/.parquet/.csv; default ``trl-lib/tldr``),
     ``eval_prompt_data``, ``split``/``eval_split`` (``"train"``/``"test"``), ``limit``. Rows have a
     ``prompt`` or ``post`` (+ ``title``, ``subreddit``) and a human summary (``reference_summary``,
-    ``summary`` or ``completion``), the reference for ``env.unwrapped.evaluate``.
+    ``summary`` or ``completion``), the reference for ``env.unwrapped.evaluate``. Held-out prompts:
+    ``eval_prompt_data``, else the default's ``"test"`` split, else none (a local ``prompt_data``
+    alone: ``env.unwrapped.num_eval_prompts == 0``, ``eval_prompts`` raises; see
+    :func:`_hub_chat_prompts`).
 
     Oracle: ``oracle="reward_model"`` (default; ``reward_model`` id or path, default
     :data:`~oat_env.oracles.reward_model.DEFAULT_REWARD_MODEL`, ``device``, ``dtype``,
@@ -362,7 +550,9 @@ def make_tldr_duel_env(**kwargs: Any) -> DuelingEnv:
     perfectly, so win rates against it are degenerate). Reward models ignore references.
 
     Plus :class:`~oat_env.envs.dueling.DuelingTask` options (``label_mode``, ``flip_prob``,
-    ``max_queries``, ...).
+    ``max_queries``, ...). Order of work: unknown keywords (``TypeError``) and bad oracle options
+    (``ValueError``) are refused first, then the prompts load, then the oracle; a prompt set or
+    reward model that needs the unreachable hub fails with :func:`offline_ways_out` in its message.
     """
     prompts, oracle = _tldr(kwargs)
     return DuelingEnv(prompts, oracle, **kwargs)
@@ -374,12 +564,15 @@ def make_tldr_duel_vector_env(num_envs: int = 1, **kwargs: Any) -> DuelingVector
 
 
 def _ultrafeedback(kwargs: dict[str, Any]) -> tuple[PromptDataset, Any]:
+    env_id = "oat/UltraFeedback-Duel-v0"
+    _refuse_unknown(env_id, kwargs, _ULTRAFEEDBACK_OPTIONS)
     chat_format = kwargs.pop("chat_format", "text")
     to_record = ultrafeedback_record_fn(chat_format)
+    build_oracle = _duel_oracle(kwargs, env_id, messages=chat_format == "messages")
     prompts = _hub_chat_prompts(
-        kwargs, ULTRAFEEDBACK_DATASET, to_record, "ultrafeedback", "train_prefs", "test_prefs"
+        kwargs, ULTRAFEEDBACK_DATASET, to_record, "ultrafeedback", "train_prefs", "test_prefs", env_id
     )
-    return prompts, _duel_oracle(kwargs, messages=chat_format == "messages")
+    return prompts, build_oracle()
 
 
 def make_ultrafeedback_duel_env(**kwargs: Any) -> DuelingEnv:
@@ -388,7 +581,7 @@ def make_ultrafeedback_duel_env(**kwargs: Any) -> DuelingEnv:
     Data: ``prompt_data`` (default ``HuggingFaceH4/ultrafeedback_binarized``, splits
     ``"train_prefs"``/``"test_prefs"``; or a local file with ``prompt``/``conversations`` and
     ``chosen``/``chosen_response``), ``eval_prompt_data``, ``split``/``eval_split``, ``limit``.
-    The reference (win rates) is the chosen response.
+    The reference (win rates) is the chosen response. Held-out prompts as ``oat/TLDR-Duel-v0``.
 
     ``chat_format``: ``"text"`` (default; the user message, or a ``System:/User:/Assistant:``
     transcript for longer conversations) or ``"messages"`` (a JSON message list, see
@@ -397,8 +590,9 @@ def make_ultrafeedback_duel_env(**kwargs: Any) -> DuelingEnv:
     template to (conversation, response); a served oracle (``oracle_url``) and the judge receive
     the observation string as the prompt (under ``"messages"``, the JSON list).
 
-    Oracle options as ``oat/TLDR-Duel-v0`` (references passed to reference-based oracles are the
-    chosen responses), plus :class:`~oat_env.envs.dueling.DuelingTask` options.
+    Oracle options, order of work and offline errors as ``oat/TLDR-Duel-v0`` (references passed to
+    reference-based oracles are the chosen responses), plus
+    :class:`~oat_env.envs.dueling.DuelingTask` options.
     """
     prompts, oracle = _ultrafeedback(kwargs)
     return DuelingEnv(prompts, oracle, **kwargs)

@@ -10,15 +10,49 @@ Batching follows Gymnasium's rule for custom spaces: ``batch_space(TextSpace(...
 ``Tuple`` of ``n`` text spaces, so a vector env's observation is a tuple of ``n`` strings, and
 ``batch_space(TextPairSpace(...), n)`` is ``Tuple((Tuple(n texts), Tuple(n texts)))``: the
 vector action of a dueling env is ``(responses_a, responses_b)``.
+
+Shared memory (``gymnasium.vector.AsyncVectorEnv``, i.e. ``gym.make_vec(..., vectorization_mode=
+"async")``, whose default ``shared_memory=True`` sends observations through shared memory): this
+module registers :func:`~gymnasium.vector.utils.create_shared_memory`,
+:func:`~gymnasium.vector.utils.read_from_shared_memory` and
+:func:`~gymnasium.vector.utils.write_to_shared_memory` for :class:`TextSpace` and
+:class:`ConversationSpace` (a :class:`TextPairSpace` is a ``Tuple`` and uses Gymnasium's own
+``Tuple`` hooks over its two text spaces). Layout, per sub-env, in ``int32`` slots:
+
+* :class:`TextSpace`: ``1 + max_length`` slots: the length in code points, then the code points
+  (UTF-32; lone surrogates survive). Any ``str`` the space contains round-trips exactly, NUL
+  characters included.
+* :class:`ConversationSpace`: ``1 + max_messages * (2 + max_length)`` slots: the number of
+  messages, then per message the index of its role in :data:`CHAT_ROLES`, the content length
+  and ``max_length`` code points.
+
+So a sub-env's observation costs ``4 * (1 + max_length)`` bytes (400 kB at the envs' default
+``max_prompt_length=100_000``) or ``4 * (1 + max_messages * (2 + max_length))`` bytes; for
+spaces with a huge ``max_length`` pass ``vector_kwargs={"shared_memory": False}`` (observations
+are then pickled through the pipes). Writing a value the space does not contain raises
+``ValueError``.
+
+``read_from_shared_memory`` returns a *live view* (:class:`SharedTextBatch`,
+:class:`SharedConversationBatch`): a read-only sequence of the ``n`` observations that decodes
+the buffer on every access. ``AsyncVectorEnv`` reads once at construction and, with its default
+``copy=True``, returns ``deepcopy`` of that view from every ``reset``/``step``, which is a plain
+``tuple`` of the current observations (``str``, or tuples of ``{"role", "content"}`` dicts). With
+``copy=False`` the view itself is returned; it changes at the next ``reset``/``step`` (take
+``tuple(obs)`` to keep a snapshot). (Gymnasium's own hook for ``spaces.Text`` decodes once at
+construction instead, so its async observations never change; the views avoid that.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import ctypes
+import multiprocessing as mp
+from collections.abc import Iterator, Sequence
+from types import ModuleType
+from typing import Any, overload
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import create_shared_memory, read_from_shared_memory, write_to_shared_memory
 
 # Characters ``sample()`` draws from: printable ASCII, whitespace and a few non-ASCII
 # characters, so random samples exercise unicode handling in the code that consumes them.
@@ -188,3 +222,177 @@ class ConversationSpace(spaces.Space[tuple]):
             and self.content_space == other.content_space
             and self.max_messages == other.max_messages
         )
+
+
+# -- shared memory (gymnasium.vector.AsyncVectorEnv) -------------------------------------------------
+def _encode(text: str) -> np.ndarray:
+    """The code points of ``text`` as ``int32`` (lone surrogates kept)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.int32)
+
+
+def _decode(codes: np.ndarray) -> str:
+    return codes.astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
+
+
+def _buffer(shared_memory: Any) -> np.ndarray:
+    """The ``int32`` numpy view of a ``multiprocessing`` array (no copy)."""
+    return np.frombuffer(shared_memory.get_obj(), dtype=np.int32)
+
+
+def _slot_length(value: int, capacity: int, where: str) -> int:
+    if not 0 <= value <= capacity:
+        raise ValueError(f"corrupt shared memory: {where} length {value} is outside [0, {capacity}]")
+    return int(value)
+
+
+class _SharedBatch(Sequence):
+    """A read-only, live view of ``n`` observations in a shared buffer (see the module docstring).
+
+    ``copy.copy``/``copy.deepcopy`` and pickling give a plain ``tuple`` snapshot; ``==`` compares
+    the current contents with any sequence.
+    """
+
+    def __init__(self, space: spaces.Space, shared_memory: Any, n: int, slots: int):
+        self.space = space
+        self.shared_memory = shared_memory
+        self.n = int(n)
+        self.slots = int(slots)
+
+    def _item(self, data: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.n
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(self.n)))
+        i = int(index)
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(f"index {index} out of range for {self.n} observations")
+        return self._item(_buffer(self.shared_memory)[i * self.slots : (i + 1) * self.slots])
+
+    def __iter__(self) -> Iterator[Any]:
+        data = _buffer(self.shared_memory)
+        for i in range(self.n):
+            yield self._item(data[i * self.slots : (i + 1) * self.slots])
+
+    def snapshot(self) -> tuple:
+        """The current observations as a plain tuple."""
+        return tuple(self)
+
+    def __copy__(self) -> tuple:
+        return self.snapshot()
+
+    def __deepcopy__(self, memo: dict) -> tuple:
+        return self.snapshot()
+
+    def __reduce__(self) -> tuple:
+        return (tuple, (self.snapshot(),))
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, (_SharedBatch, tuple, list)):
+            return self.snapshot() == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable contents
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.snapshot()!r})"
+
+
+class SharedTextBatch(_SharedBatch):
+    """Live view of ``n`` strings of a :class:`TextSpace` in shared memory (``1 + max_length`` slots each)."""
+
+    def _item(self, data: np.ndarray) -> str:
+        length = _slot_length(int(data[0]), self.space.max_length, "text")
+        return _decode(data[1 : 1 + length])
+
+
+class SharedConversationBatch(_SharedBatch):
+    """Live view of ``n`` conversations of a :class:`ConversationSpace` in shared memory; each item is a
+    tuple of ``{"role", "content"}`` dicts (``1 + max_messages * (2 + max_length)`` slots each)."""
+
+    def _item(self, data: np.ndarray) -> tuple:
+        space: ConversationSpace = self.space
+        max_length = space.content_space.max_length
+        count = _slot_length(int(data[0]), space.max_messages, "message count")
+        messages = []
+        for j in range(count):
+            start = 1 + j * (2 + max_length)
+            role = int(data[start])
+            if not 0 <= role < len(CHAT_ROLES):
+                raise ValueError(f"corrupt shared memory: role index {role} of message {j}")
+            length = _slot_length(int(data[start + 1]), max_length, f"message {j} content")
+            messages.append({"role": CHAT_ROLES[role], "content": _decode(data[start + 2 : start + 2 + length])})
+        return tuple(messages)
+
+
+def _text_slots(space: TextSpace) -> int:
+    return 1 + space.max_length
+
+
+def _conversation_slots(space: ConversationSpace) -> int:
+    return 1 + space.max_messages * (2 + space.content_space.max_length)
+
+
+@create_shared_memory.register(TextSpace)
+def _create_text_shared_memory(space: TextSpace, n: int = 1, ctx: ModuleType = mp) -> Any:
+    return ctx.Array(ctypes.c_int32, n * _text_slots(space))
+
+
+@read_from_shared_memory.register(TextSpace)
+def _read_text_from_shared_memory(space: TextSpace, shared_memory: Any, n: int = 1) -> SharedTextBatch:
+    return SharedTextBatch(space, shared_memory, n, _text_slots(space))
+
+
+@write_to_shared_memory.register(TextSpace)
+def _write_text_to_shared_memory(space: TextSpace, index: int, value: str, shared_memory: Any) -> None:
+    if not space.contains(value):
+        space.check(value, f"observation of sub-env {index}")  # raises, naming the problem
+    slots = _text_slots(space)
+    row = _buffer(shared_memory)[index * slots : (index + 1) * slots]
+    codes = _encode(value)
+    row[0] = len(codes)
+    row[1 : 1 + len(codes)] = codes
+
+
+@create_shared_memory.register(ConversationSpace)
+def _create_conversation_shared_memory(space: ConversationSpace, n: int = 1, ctx: ModuleType = mp) -> Any:
+    return ctx.Array(ctypes.c_int32, n * _conversation_slots(space))
+
+
+@read_from_shared_memory.register(ConversationSpace)
+def _read_conversation_from_shared_memory(
+    space: ConversationSpace, shared_memory: Any, n: int = 1
+) -> SharedConversationBatch:
+    return SharedConversationBatch(space, shared_memory, n, _conversation_slots(space))
+
+
+@write_to_shared_memory.register(ConversationSpace)
+def _write_conversation_to_shared_memory(
+    space: ConversationSpace, index: int, value: Sequence[dict], shared_memory: Any
+) -> None:
+    if not space.contains(value):
+        raise ValueError(
+            f"observation of sub-env {index} is not in {space}: expected 1..{space.max_messages} "
+            f"{{'role', 'content'}} messages with roles in {CHAT_ROLES}, got {type(value).__name__}"
+        )
+    slots = _conversation_slots(space)
+    max_length = space.content_space.max_length
+    row = _buffer(shared_memory)[index * slots : (index + 1) * slots]
+    row[0] = len(value)
+    for j, message in enumerate(value):
+        start = 1 + j * (2 + max_length)
+        codes = _encode(message["content"])
+        row[start] = CHAT_ROLES.index(message["role"])
+        row[start + 1] = len(codes)
+        row[start + 2 : start + 2 + len(codes)] = codes

@@ -7,6 +7,8 @@ integer arithmetic (no ``eval``).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,6 +110,51 @@ class ArithmeticProblems:
         self.config = config or ArithmeticConfig()
         self.__name__ = "arithmetic"
 
+    @property
+    def term_values(self) -> range:
+        """Every value a term can take: ``[0, 10**max_digits)`` with one-digit terms, else
+        ``[10**(min_digits - 1), 10**max_digits)``."""
+        cfg = self.config
+        return range(0 if cfg.min_digits == 1 else 10 ** (cfg.min_digits - 1), 10**cfg.max_digits)
+
+    def num_expressions(self) -> int:
+        """Number of distinct expressions ``t_1 op_1 ... t_k`` the generator can write, before the
+        ``allow_negative=False`` filter: ``sum_k T**k * O**(k - 1)`` over the term counts ``k``, with
+        ``T`` term values and ``O`` distinct operators."""
+        lo, hi = self.config.term_range
+        terms, ops = len(self.term_values), len(set(self.config.operators))
+        return sum(terms**k * ops ** (k - 1) for k in range(lo, hi + 1))
+
+    def enumerate_problems(self, max_count: int) -> list[PromptRecord] | None:
+        """Every distinct problem the generator can draw (one record per ``uid``, the expression), or
+        ``None`` when :meth:`num_expressions` exceeds ``max_count`` (too many to list)."""
+        if self.num_expressions() > max_count:
+            return None
+        return list(self._all_problems())
+
+    def _all_problems(self) -> Iterator[PromptRecord]:
+        cfg = self.config
+        lo, hi = cfg.term_range
+        operators = list(dict.fromkeys(cfg.operators))
+        values = self.term_values
+        for k in range(lo, hi + 1):
+            for terms in itertools.product(values, repeat=k):
+                for ops in itertools.product(operators, repeat=k - 1):
+                    value = evaluate_expression(list(terms), list(ops))
+                    if cfg.allow_negative or value >= 0:
+                        yield self._record(list(terms), list(ops), value)
+
+    def _record(self, terms: list[int], ops: list[str], value: int) -> PromptRecord:
+        cfg = self.config
+        expression = "".join(f"{t}{op}" for t, op in zip(terms, ops)) + str(terms[-1])
+        return PromptRecord(
+            prompt=cfg.format_prompt(expression),
+            reference=reference_response(value, cfg.template),
+            answer=str(value),
+            uid=expression,
+            meta={"expression": expression},
+        )
+
     def __call__(self, rng: np.random.Generator) -> PromptRecord:
         cfg = self.config
         lo, hi = cfg.term_range
@@ -124,11 +171,4 @@ class ArithmeticProblems:
                 f"could not draw a non-negative problem with operators={cfg.operators!r} and "
                 f"num_terms={cfg.num_terms!r} in 100 tries; set allow_negative=True or add '+'"
             )
-        expression = "".join(f"{t}{op}" for t, op in zip(terms, ops)) + str(terms[-1])
-        return PromptRecord(
-            prompt=cfg.format_prompt(expression),
-            reference=reference_response(value, cfg.template),
-            answer=str(value),
-            uid=expression,
-            meta={"expression": expression},
-        )
+        return self._record(terms, ops, value)

@@ -52,15 +52,34 @@ class PromptDataset:
     def __len__(self) -> int:
         return len(self.records)
 
-    def eval_records(self, n: int | None = None, seed: int = 0) -> list[PromptRecord]:
-        """The first ``n`` held-out prompts (all if ``n`` is None); ``seed`` is unused (fixed order)."""
+    @property
+    def has_eval_records(self) -> bool:
+        """Whether a held-out list exists (decided at construction; nothing is loaded)."""
+        return self._eval is not None or self._eval_loader is not None
+
+    @property
+    def num_eval_records(self) -> int:
+        """Number of held-out prompts: 0 without a held-out list, else its length (a lazily loaded list
+        is loaded here)."""
+        if not self.has_eval_records:
+            return 0
+        return len(self._loaded_eval())
+
+    def _loaded_eval(self) -> list[PromptRecord]:
         if self._eval is None and self._eval_loader is not None:
             self._eval = list(self._eval_loader())
-        if self._eval is None:
+        return self._eval if self._eval is not None else []
+
+    def eval_records(self, n: int | None = None, seed: int = 0) -> list[PromptRecord]:
+        """The first ``n`` held-out prompts (all :attr:`num_eval_records` of them if ``n`` is None);
+        ``seed`` is unused (fixed order). Raises ``ValueError`` when there is no held-out list."""
+        if not self.has_eval_records:
             raise ValueError(
-                f"{self.name}: no held-out evaluation prompts; pass eval_prompt_data= to the environment"
+                f"{self.name}: no held-out evaluation prompts (num_eval_prompts is 0); with a local or custom "
+                "prompt_data, pass eval_prompt_data= (a local file or a list of PromptRecord) to the environment"
             )
-        return self._eval if n is None else self._eval[:n]
+        records = self._loaded_eval()
+        return records if n is None else records[:n]
 
 
 def stable_fraction(key: str) -> float:
@@ -83,6 +102,8 @@ class ProceduralPrompts:
 
     # Bound on rejection sampling; only reached when almost the whole space is held out.
     MAX_REJECTIONS = 1000
+    # Largest problem space listed to count (and serve all of) the held-out split.
+    MAX_ENUMERATED = 100_000
 
     def __init__(
         self, generate: Callable[[np.random.Generator], PromptRecord], eval_fraction: float = 0.1, name: str = ""
@@ -92,6 +113,8 @@ class ProceduralPrompts:
         self.generate = generate
         self.eval_fraction = eval_fraction
         self.name = name or getattr(generate, "__name__", "procedural")
+        self._held_out: list[PromptRecord] | None = None
+        self._enumerated = False
 
     def _is_eval(self, record: PromptRecord) -> bool:
         if record.uid is None:
@@ -106,12 +129,64 @@ class ProceduralPrompts:
                 return record
         raise RuntimeError(f"{self.name}: could not draw a training problem; eval_fraction too large?")
 
+    def held_out_problems(self) -> list[PromptRecord] | None:
+        """Every held-out problem, in the generator's enumeration order, or ``None`` when the problem
+        space is unbounded or larger than :attr:`MAX_ENUMERATED` (computed once, then cached).
+
+        Needs a generator with ``enumerate_problems(max_count) -> list[PromptRecord] | None``: every
+        distinct problem it can draw (one per ``uid``), or ``None`` if there are more than
+        ``max_count``; a generator without that method counts as unbounded.
+        """
+        if not self._enumerated:
+            enumerate_problems = getattr(self.generate, "enumerate_problems", None)
+            problems = enumerate_problems(self.MAX_ENUMERATED) if callable(enumerate_problems) else None
+            if problems is not None:
+                unique = {r.uid: r for r in problems if self._is_eval(r)}
+                self._held_out = list(unique.values())
+            self._enumerated = True
+        return self._held_out
+
+    @property
+    def num_eval_records(self) -> int | None:
+        """Number of distinct held-out problems (0 when ``eval_fraction`` is 0), or ``None`` when the
+        problem space cannot be listed (see :meth:`held_out_problems`).
+
+        A subclass that serves its own held-out list (overrides :meth:`eval_records`, e.g. the
+        reasoning-gym source) is counted as ``len(eval_records(None))`` (``None`` if that raises
+        ``ValueError``) unless it overrides this property too.
+        """
+        if type(self).eval_records is not ProceduralPrompts.eval_records:
+            try:
+                return len(self.eval_records(None))
+            except ValueError:
+                return None
+        if self.eval_fraction == 0.0:
+            return 0
+        held_out = self.held_out_problems()
+        return None if held_out is None else len(held_out)
+
     def eval_records(self, n: int | None = None, seed: int = 0) -> list[PromptRecord]:
-        """``n`` distinct held-out problems, the same for a given ``seed`` (default 0)."""
-        if n is None:
-            raise ValueError(f"{self.name}: procedural sources need an explicit number of eval prompts")
+        """``n`` distinct held-out problems, the same for a given ``seed`` (default 0).
+
+        ``n=None``: every held-out problem (:meth:`held_out_problems`, ``seed`` unused) when the
+        problem space can be listed; otherwise ``ValueError`` asking for ``n``. An ``n`` larger than
+        :attr:`num_eval_records` (when known) raises ``ValueError`` at once.
+        """
         if self.eval_fraction == 0.0:
             raise ValueError(f"{self.name}: eval_fraction is 0, there is no held-out split")
+        if n is None:
+            held_out = self.held_out_problems()
+            if held_out is None:
+                raise ValueError(
+                    f"{self.name}: the problem space is too large to list every held-out problem (num_eval_prompts "
+                    "is None); pass the number of eval prompts, e.g. eval_prompts(100)"
+                )
+            return list(held_out)
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"{self.name}: the number of eval prompts must be a non-negative int, got {n!r}")
+        known = self.num_eval_records
+        if known is not None and n > known:
+            raise ValueError(f"{self.name}: only {known} distinct held-out problems exist, asked for {n}")
         rng = np.random.default_rng(seed)
         found: dict[str, PromptRecord] = {}
         for _ in range(max(n, 1) * self.MAX_REJECTIONS):

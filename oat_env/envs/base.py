@@ -258,8 +258,25 @@ class TaskEnvMixin:
         """Queries left in the ``max_queries`` budget (``None``: unlimited)."""
         return self.task.budget.remaining
 
+    @property
+    def num_eval_prompts(self) -> int | None:
+        """How many held-out prompts :meth:`eval_prompts` can serve (``eval_prompts()`` returns them all).
+
+        A dataset: the length of its held-out list, ``0`` when there is none (a local ``prompt_data``
+        without ``eval_prompt_data``; decided at construction); a hub default's held-out split is
+        loaded here on first use. A procedural source: the number of distinct held-out problems when
+        its problem space can be listed (e.g. single-digit arithmetic), ``0`` with
+        ``eval_fraction=0``, else ``None`` (unbounded: ``eval_prompts`` needs an ``n``).
+        """
+        return self.task.source.num_eval_records
+
     def eval_prompts(self, n: int | None = None, seed: int = 0) -> list[str]:
-        """Held-out prompts (greedy evaluation); the same list for the same ``n`` and ``seed``."""
+        """Held-out prompts (greedy evaluation); the same list for the same ``n`` and ``seed``.
+
+        ``n=None``: every held-out prompt (:attr:`num_eval_prompts` of them). Raises ``ValueError``
+        when there is no held-out split (``num_eval_prompts == 0``), when ``n`` is None and the
+        source is unbounded (``num_eval_prompts is None``), or when ``n`` exceeds a known count.
+        """
         return [r.prompt for r in self.task.eval_records(n, seed)]
 
     def evaluate(self, responses: Sequence[str], prompts: Sequence[str | PromptRecord]) -> dict[str, Any]:
@@ -330,6 +347,10 @@ class SingleTurnVectorEnv(TaskEnvMixin, VectorEnv):
     step and is reset in the same step (``AutoresetMode.SAME_STEP``): ``infos["final_obs"]`` holds
     the answered prompts and ``infos["final_info"]`` their feedback (dict of arrays with ``_key``
     masks); the top-level infos describe the new prompts.
+
+    This is what ``gym.make_vec(id, num_envs=N)`` builds. Gymnasium's own
+    ``vectorization_mode="sync"``/``"async"`` run ``N`` single envs instead and differ in autoreset
+    mode, seeding, query budget, batching and API: see :mod:`oat_env.registration`.
     """
 
     metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
