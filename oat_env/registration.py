@@ -613,4 +613,27 @@ ENV_FACTORIES: dict[str, tuple[str, str]] = {
     "oat/MathMultiTurn-v0": ("make_multiturn_env", "make_multiturn_vector_env"),
     "oat/TLDR-Duel-v0": ("make_tldr_duel_env", "make_tldr_duel_vector_env"),
     "oat/UltraFeedback-Duel-v0": ("make_ultrafeedback_duel_env", "make_ultrafeedback_duel_vector_env"),
+    "oat/ReasoningGym-v0": ("make_reasoning_gym_env", "make_reasoning_gym_vector_env"),
 }
+
+
+def _reasoning_gym_options() -> frozenset[str]:
+    from oat_env.integrations import reasoning_gym
+
+    task_options = _keyword_options(reasoning_gym.ReasoningGymTask) | _VERIFIABLE_OPTIONS
+    return frozenset(reasoning_gym._DATA_KEYS) | {"template", "extractor"} | task_options
+
+
+def make_reasoning_gym_env(**kwargs: Any) -> Any:
+    """``oat/ReasoningGym-v0`` (needs ``pip install reasoning-gym``): see :mod:`oat_env.integrations.reasoning_gym`."""
+    from oat_env.integrations.reasoning_gym import make_reasoning_gym_env as make
+
+    _refuse_unknown("oat/ReasoningGym-v0", kwargs, _reasoning_gym_options())
+    return make(**kwargs)
+
+
+def make_reasoning_gym_vector_env(num_envs: int = 1, **kwargs: Any) -> Any:
+    from oat_env.integrations.reasoning_gym import make_reasoning_gym_vector_env as make
+
+    _refuse_unknown("oat/ReasoningGym-v0", kwargs, _reasoning_gym_options())
+    return make(num_envs=num_envs, **kwargs)

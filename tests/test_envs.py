@@ -58,6 +58,7 @@ def offline_kwargs(tmp_path_factory):
         "oat/GSM8K-v0": {"prompt_data": gsm8k, "eval_prompt_data": gsm8k},
         "oat/MATH-v0": {"prompt_data": math, "eval_prompt_data": math},
         "oat/MathMultiTurn-v0": {},
+        "oat/ReasoningGym-v0": {"task": "leg_counting"},
     }
 
 

@@ -114,6 +114,7 @@ CASES: dict[str, tuple[str, str, int, Any]] = {
     "arithmetic-duel": ("oat/Arithmetic-Duel-v0", "duel", 3, lambda tmp: {}),
     "arithmetic": ("oat/Arithmetic-v0", "verifiable", 3, lambda tmp: {}),
     "countdown": ("oat/Countdown-v0", "verifiable", 3, lambda tmp: {}),
+    "reasoning-gym": ("oat/ReasoningGym-v0", "verifiable", 3, lambda tmp: {"task": "leg_counting"}),
     "multiturn": ("oat/MathMultiTurn-v0", "verifiable", 3, lambda tmp: {"max_turns": 2}),
     "multiturn-messages": (
         "oat/MathMultiTurn-v0", "verifiable", 3, lambda tmp: {"max_turns": 2, "observation_format": "messages"},

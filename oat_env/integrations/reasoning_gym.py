@@ -68,7 +68,6 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from oat_env.data.math_data import MATH_TEMPLATES
@@ -484,16 +483,3 @@ def make_reasoning_gym_env(**kwargs: Any) -> ReasoningGymEnv:
 def make_reasoning_gym_vector_env(num_envs: int = 1, **kwargs: Any) -> ReasoningGymVectorEnv:
     prompts, verifier = _reasoning_gym(kwargs)
     return ReasoningGymVectorEnv(prompts, verifier, num_envs=num_envs, **kwargs)
-
-
-def register() -> None:
-    """Register ``oat/ReasoningGym-v0`` with Gymnasium (idempotent), as ``oat_env`` registers its ids.
-    Works without reasoning-gym installed; only building the env needs it."""
-    if ENV_ID in gym.registry:
-        return
-    gym.register(
-        id=ENV_ID,
-        entry_point=f"{__name__}:make_reasoning_gym_env",
-        vector_entry_point=f"{__name__}:make_reasoning_gym_vector_env",
-        disable_env_checker=False,
-    )
