@@ -183,6 +183,23 @@ def evaluate_learner(
     return metrics
 
 
+def check_eval_prompts(env: Any, config: LoopConfig) -> None:
+    """Refuse, before anything is built or trained, evaluations that ask for more held-out prompts than the env
+    has (``env.unwrapped.num_eval_prompts``; unknown counts pass and are checked at the first evaluation)."""
+    if not config.eval_query_interval or not config.num_eval_prompts:
+        return
+    available = getattr(env.unwrapped, "num_eval_prompts", None)
+    if available is not None and config.num_eval_prompts > available:
+        spec = getattr(env.unwrapped, "spec", None) or getattr(env, "spec", None)
+        name = getattr(spec, "id", None) or type(env.unwrapped).__name__
+        raise ValueError(
+            f"--loop.num-eval-prompts {config.num_eval_prompts} asks for more held-out prompts than {name} has "
+            f"({available}); pass --loop.num-eval-prompts {available} (all of them) or fewer"
+            + (", or give the env held-out prompts (e.g. eval_prompt_data=)" if available == 0 else "")
+            + ", or --loop.eval-query-interval 0 to skip evaluation"
+        )
+
+
 class RoundBookkeeper:
     """What the round-based loops (:func:`run_online`, :func:`~oat_agents.rl_loop.run_online_rl`) share: ranks
     and the all-rank query count, logging, evaluation of the learner, weight sync, checkpoint/resume and
@@ -198,6 +215,7 @@ class RoundBookkeeper:
                  extra_state: Any = None):
         from oat_agents.learners.checkpoint import CheckpointManager
 
+        check_eval_prompts(env, config)
         self.env, self.agent, self.config = env, agent, config
         self.unwrapped = env.unwrapped
         self.rank, self.world = dist.rank(), dist.world_size()

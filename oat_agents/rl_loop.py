@@ -35,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 from oat_agents.learners import dist
-from oat_agents.loop import LoopConfig, LoopResult, MetricLogger, RoundBookkeeper
+from oat_agents.loop import LoopConfig, LoopResult, MetricLogger, RoundBookkeeper, check_eval_prompts
 from oat_agents.progress import open_progress, update_progress
 
 
@@ -218,6 +218,7 @@ def run_multiturn_rl(
         logger.log(metrics, queries)
         last_eval_at = queries
 
+    check_eval_prompts(env, config)
     obs, _ = env.reset(seed=config.seed)
     num_envs = env.num_envs
     bar = open_progress(config, 0)

@@ -33,7 +33,7 @@ from oat_agents.agents.dap import DAPAgent, DAPAgentConfig
 from oat_agents.exploration.explorer import ExplorerConfig
 from oat_agents.learners import dist
 from oat_agents.learners.engine import LearnerConfig
-from oat_agents.loop import LoopConfig, LoopResult, run_online
+from oat_agents.loop import LoopConfig, LoopResult, check_eval_prompts, run_online
 from oat_agents.tiny import WarmupConfig
 
 TINY_MODEL = "tiny-char-llama"
@@ -220,6 +220,7 @@ def train(config: TrainConfig) -> TrainSummary:
     from oat_agents.learners.engine import LearnerEngine
 
     env = gym.make_vec(config.env_id, num_envs=config.num_envs, **config.env_kwargs_dict())
+    check_eval_prompts(env, config.loop)  # before any model is built or warmed up
     policy_model, model, tokenizer, warm = build_models(config, env)
     check_algo_options(config)
     # SEA's features and XPO's reference sampler need the initial weights intact: copy them before the learner

@@ -43,7 +43,7 @@ def test_console_scripts_point_at_callables():
     parser.read(Path(__file__).resolve().parents[1] / "setup.cfg")
     scripts = [line.split("=") for line in parser["options.entry_points"]["console_scripts"].strip().splitlines()]
     names = {name.strip() for name, _ in scripts}
-    assert names == {"oat-train", "oat-serve-oracle", "oat-bench"}
+    assert names == {"oat-train", "oat-serve-oracle", "oat-bench", "oat-serve-env"}
     for _, target in scripts:
         module, func = target.strip().split(":")
         assert callable(getattr(importlib.import_module(module), func))

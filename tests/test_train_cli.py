@@ -233,3 +233,17 @@ def test_options_of_another_algo_are_refused(args: list[str], flag: str, tmp_pat
         main([*TINY_ARGS, "--loop.log-dir", str(tmp_path), *args])
     assert flag in str(info.value)
     assert not (tmp_path / "metrics.jsonl").exists()  # refused before anything ran
+
+
+def test_too_many_eval_prompts_are_refused_before_any_model_is_built(monkeypatch):
+    import oat_agents.train as train_module
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("a model was built before the evaluation size was checked")
+
+    monkeypatch.setattr(train_module, "build_models", no_models)
+    config = train_module.TrainConfig(env_kwargs=json.dumps({"min_digits": 1, "max_digits": 1, "operators": "+",
+                                                             "eval_fraction": 0.4}))
+    config.loop.num_eval_prompts = 50  # single-digit sums hold out 33 problems
+    with pytest.raises(ValueError, match=r"--loop.num-eval-prompts 50 .* \(33\); pass --loop.num-eval-prompts 33"):
+        train_module.train(config)
