@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 import oat_env  # noqa: F401  (registers the oat/* ids)
 from oat_env.envs.tools import PythonToolWrapper, extract_code, format_tool_output
-from oat_env.sandbox import SandboxResult
+from oat_env.sandbox import FULL_CONTAINMENT, SandboxDegradedWarning, SandboxResult
 from oat_env.spaces import ConversationSpace, TextSpace
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox targets Linux")
@@ -101,7 +101,7 @@ def test_max_tool_calls_enforced():
 
 
 def test_counters_count_and_reset():
-    env = arithmetic(max_tool_calls=5, timeout_s=0.5)
+    env = arithmetic(max_tool_calls=5, timeout_s=1.5)  # room for a loaded machine; the loop hits it
     env.reset(seed=2)
     _, _, _, _, info = env.step("```python\nraise ValueError('boom')\n```")
     assert info["tool_errors"] == 1 and "ValueError: boom" in info["tool_output"]
@@ -117,6 +117,48 @@ def test_counters_count_and_reset():
     } == dict.fromkeys(("tool_calls", "tool_timeouts", "tool_errors", "tool_blocked"), 0)
     _, _, _, _, info = env.step("```python\nprint('fresh')\n```")
     assert info["tool_calls"] == 1 and info["tool_errors"] == 0
+
+
+@pytest.mark.parametrize("bad", ["print(1)\x00", "print('\ud800')"], ids=["nul", "lone-surrogate"])
+def test_unrunnable_code_is_a_tool_error_not_an_exception(bad):
+    env = arithmetic(max_tool_calls=3)
+    prompt, _ = env.reset(seed=7)
+    action = f"```python\n{bad}\n```"
+    obs, reward, terminated, truncated, info = env.step(action)
+    assert (reward, terminated, truncated) == (0.0, False, False)
+    assert info["tool_calls"] == 1 and info["tool_errors"] == 1 and info["tool_exit_code"] == 1
+    assert info["tool_output"].startswith("[sandbox] the code was not run: ")
+    assert ("NUL" in info["tool_output"]) == ("\x00" in bad)
+    assert ("surrogate" in info["tool_output"]) == ("\ud800" in bad)
+    assert obs == prompt + action + "\n```output\n" + info["tool_output"] + "\n```\n"
+    _, _, _, _, info = env.step("```python\nprint(2 + 3)\n```")
+    assert info["tool_output"] == "5" and info["tool_errors"] == 1
+
+
+def test_tool_info_reports_the_containment():
+    env = arithmetic()
+    env.reset(seed=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SandboxDegradedWarning)  # without bwrap: degraded, and flagged
+        _, _, _, _, info = env.step("```python\nprint(1)\n```")
+    assert set(info["tool_containment"]) >= {"seccomp", "rlimits", "audit-hook"}
+    assert info["tool_missing_layers"] == tuple(
+        layer for layer in FULL_CONTAINMENT if layer not in info["tool_containment"]
+    )
+
+
+def test_seccomp_kill_is_explained_in_the_output():
+    killed = SandboxResult(
+        stdout="",
+        stderr="",
+        exit_code=-31,
+        timed_out=False,
+        killed_reason="blocked",
+        blocked_event="seccomp",
+        duration_s=0.0,
+        network_isolation="namespace",
+    )
+    assert "forbidden system call" in format_tool_output(killed, 100)
 
 
 def test_observation_space_grows_to_fit():

@@ -8,9 +8,11 @@ either a ``str`` or a tuple of ``{"role", "content"}`` messages (``oat/Arithmeti
 
 * **Tool step** -- if ``action`` contains a fenced code block (the first ````` ```python ````` or
   ````` ```py ````` block that is closed by ````` ``` `````) and fewer than ``max_tool_calls``
-  tool calls were made this episode, the block runs in :func:`oat_env.sandbox.run_python` (no
-  network, no writes outside a temp dir, time/memory/output limits) and the inner env is *not*
-  stepped. The next observation is the conversation extended by the action and the output:
+  tool calls were made this episode, the block runs in :func:`oat_env.sandbox.run_python` (with
+  bubblewrap: its own mount, PID and network namespaces, uid 65534, a size-capped tmpfs as the only
+  writable place, seccomp, time/memory/output limits -- see that module for each layer and what
+  happens without bwrap) and the inner env is *not* stepped. The next observation is the
+  conversation extended by the action and the output:
 
   - ``str`` observation: ``obs + action + "\\n```output\\n" + output + "\\n```\\n"``;
   - messages: ``obs + ({"role": "assistant", "content": action},
@@ -25,11 +27,21 @@ either a ``str`` or a tuple of ``{"role", "content"}`` messages (``oat/Arithmeti
   does), the extension is appended to the wrapper's transcript; otherwise (e.g. a single-turn env,
   which returns the prompt again) the inner observation is returned as is.
 
+A code block that cannot be run at all -- it contains a NUL character or a lone surrogate (model
+output can) -- is a tool error like any other: the output says why, the exit code is 1, nothing
+raises.
+
 Info on every step (and on reset, zeroed): ``tool_calls``, ``tool_timeouts``, ``tool_errors`` (runs
-that did not exit with status 0: exceptions, limits, refusals), ``tool_blocked`` (runs in which the
-sandbox refused an operation) for the current episode; tool steps add ``tool_output``,
-``tool_exit_code`` and ``tool_killed_reason``; an env step with a code block but no budget left
-adds ``tool_budget_exhausted=True``.
+that did not exit with status 0: exceptions, limits, refusals, rejected code), ``tool_blocked``
+(runs in which the sandbox refused an operation) for the current episode; tool steps add
+``tool_output``, ``tool_exit_code``, ``tool_killed_reason``, ``tool_containment`` (the sandbox
+layers that were in force, :attr:`~oat_env.sandbox.SandboxResult.containment`) and
+``tool_missing_layers`` (those of :data:`~oat_env.sandbox.FULL_CONTAINMENT` that were not: non-empty
+means degraded containment, also announced by a
+:class:`~oat_env.sandbox.SandboxDegradedWarning`); an env step with a code block but no budget left
+adds ``tool_budget_exhausted=True``. To refuse degraded containment instead, pass
+``sandbox_kwargs={"require": FULL_CONTAINMENT}``: ``step`` then raises
+:class:`~oat_env.sandbox.SandboxUnavailableError` (a configuration error, not a tool error).
 
 Observation space: the inner space grown to hold ``max_tool_calls`` exchanges -- a
 :class:`~oat_env.spaces.TextSpace` with ``max_length`` increased by ``max_tool_calls * (action max
@@ -47,7 +59,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from oat_env.sandbox import SandboxResult, run_python
+from oat_env.sandbox import SandboxResult, run_python, validate_code
 from oat_env.spaces import CHAT_ROLES, ConversationSpace, TextSpace
 
 # ```python / ```py (any case), optional text after the tag on the fence line, a closing fence.
@@ -78,6 +90,8 @@ def format_tool_output(result: SandboxResult, max_chars: int) -> str:
         "memory": "[sandbox] the code ran out of memory",
         "output": "[sandbox] the code was stopped: output limit exceeded",
     }
+    if result.killed_reason == "blocked" and result.blocked_event == "seccomp":
+        notes["blocked"] = "[sandbox] the code was killed: a forbidden system call"
     if result.killed_reason in notes:
         parts.append(
             ("\n" if "".join(parts) and not "".join(parts).endswith("\n") else "")
@@ -88,6 +102,20 @@ def format_tool_output(result: SandboxResult, max_chars: int) -> str:
         head = max_chars // 2
         text = text[:head] + _TRUNCATED + text[len(text) - (max_chars - head) :]
     return text
+
+
+def rejected_code_result(reason: str) -> SandboxResult:
+    """The result reported for a code block that was not run because it is not valid source text."""
+    return SandboxResult(
+        stdout="",
+        stderr=f"[sandbox] the code was not run: {reason}\n",
+        exit_code=1,
+        timed_out=False,
+        killed_reason=None,
+        blocked_event=None,
+        duration_s=0.0,
+        network_isolation="audit-hook",
+    )
 
 
 def _check_count(name: str, value: Any, minimum: int) -> int:
@@ -228,7 +256,12 @@ class PythonToolWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         code = extract_code(action) if isinstance(action, str) else None
         if code is not None and self._counters["tool_calls"] < self.max_tool_calls:
             self.env.action_space.check(action, "action")  # same length bound as an env step
-            result = self.run_tool(code)
+            try:
+                validate_code(code)
+            except ValueError as exc:  # NUL, lone surrogate: a tool error, never an exception
+                result = rejected_code_result(str(exc))
+            else:
+                result = self.run_tool(code)
             output = format_tool_output(result, self.max_output_chars)
             self._counters["tool_calls"] += 1
             self._counters["tool_timeouts"] += int(result.timed_out)
@@ -240,6 +273,8 @@ class PythonToolWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 "tool_output": output,
                 "tool_exit_code": result.exit_code,
                 "tool_killed_reason": result.killed_reason,
+                "tool_containment": result.containment,
+                "tool_missing_layers": result.missing_layers,
             }
             return self._fresh(self._obs), 0.0, False, False, info
 
