@@ -7,6 +7,7 @@ import configparser
 import importlib.metadata as md
 import re
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,13 @@ def test_lock_files_are_exact_pins_with_the_torch_build():
 
 @pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="not running in a virtual environment built by make")
 def test_installed_versions_are_the_locked_ones():
+    import setuptools  # noqa: F401  (as in a full run: it puts setuptools/_vendor on sys.path)
+
     pins = read_lock(ROOT / "requirements-lock.txt")
-    installed = {canonicalize_name(d.metadata["Name"]): Version(d.version) for d in md.distributions()}
+    # Only what pip installed into the venv: other sys.path entries hold vendored copies (setuptools puts its
+    # _vendor folder, with e.g. packaging 26.3's metadata, on sys.path once something imports it).
+    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    installed = {canonicalize_name(d.metadata["Name"]): Version(d.version) for d in md.distributions(path=site)}
     wrong = {n: (str(v), str(pins[n])) for n, v in installed.items()
              if n in pins and Version(v.public) != pins[n]}
     assert not wrong, f"installed (version, locked) differ: {wrong}; rerun `make test` or `make lock`"
