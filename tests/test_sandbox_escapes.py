@@ -622,17 +622,21 @@ def test_full_containment_can_be_required():
     os.geteuid() != 0 or not os.access("/usr/bin/python3", os.X_OK), reason="needs root and /usr/bin/python3"
 )
 def test_unprivileged_caller_gets_the_user_namespace_sandbox():
-    """As a non-root caller (here: 'nobody' running Debian's python3 on a copy of this module), bwrap
+    """As a non-root caller (here: 'nobody' running Debian's python3 on a copy of this package), bwrap
     maps uid 65534 of a user namespace onto that user; the same attacks fail."""
     shared = Path(tempfile.mkdtemp(prefix="oat-unpriv-", dir="/tmp"))  # readable by nobody
     try:
         shared.chmod(0o755)
-        module = shared / "sandbox_copy.py"
-        shutil.copy(sandbox.__file__, module)
-        module.chmod(0o644)
+        package = shared / "sandbox_copy"
+        package.mkdir()
+        package.chmod(0o755)
+        for source in Path(sandbox.__file__).parent.glob("*.py"):
+            shutil.copy(source, package / source.name)
+            (package / source.name).chmod(0o644)
         script = textwrap.dedent(f"""
             import importlib.util, json, sys
-            spec = importlib.util.spec_from_file_location("sb", {str(module)!r})
+            spec = importlib.util.spec_from_file_location(
+                "sb", {str(package / "__init__.py")!r}, submodule_search_locations=[{str(package)!r}])
             sb = sys.modules["sb"] = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(sb)
             r = sb.run_python(
