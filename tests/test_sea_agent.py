@@ -219,6 +219,8 @@ def test_xpo_adds_the_reference_sample_term():
     _, labels, *_ = env.step((a, b))
     agent.observe(labels)
     assert all(isinstance(p, XPOPair) and p.ref_sample_ids for p in agent.buffer)
+    # XPO duels (policy sample, reference sample): the bonus's ỹ is one side of every labelled pair
+    assert all(p.ref_sample_ids in (p.chosen_ids, p.rejected_ids) for p in agent.buffer)
     state = agent.state_dict()
     loss_with, metrics = agent._pair_loss(agent.buffer)
     valid = [p for p in agent.buffer if not p.is_tie]

@@ -5,12 +5,17 @@ Per round (``B = num_envs`` oracle-queried prompts):
 
 1. ``act(prompts)``: the policy samples ``num_samples`` candidates for the ``B`` env prompts and for
    ``M`` extra *rollout* prompts (one batched ``generate``); the :class:`~oat_agents.exploration.explorer.Explorer`
-   scores all of them with the ERM and picks a pair per prompt (``ee_ts`` / ``bai_ts`` / ...). Only the
-   ``B`` env pairs are returned to the env.
+   scores all of them with the ERM (one batched feature call). The ``B`` env prompts get the exploration
+   selector's pair (``ee_ts`` / ``bai_ts`` / ...); the ``M`` rollout prompts get, by default
+   (``rollout_pair="confident"``), oat's ``ModelBasedExplorer`` pair: one uniformly drawn ensemble member's
+   max-margin pair (its best vs its worst candidate), labelled by that member — a trust region of
+   confident synthetic labels. ``rollout_pair="selector"`` (the former behaviour) gives them the selector's
+   pair labelled by the ensemble mean, which for ``bai_ts`` is the maximal-epistemic-variance duel, i.e.
+   the noisiest label the ERM can produce. Only the ``B`` env pairs are returned to the env.
 2. The env's ``step`` queries the oracle for exactly those ``B`` pairs (one batched call).
 3. ``observe(labels)``: the ERM is trained on the ``B`` oracle-labelled pairs
-   (:meth:`Explorer.update`); the ``M`` rollout pairs get the ERM's own labels (ensemble-mean
-   preference, computed at selection time). All ``B + M`` pairs go to the DPO buffer.
+   (:meth:`Explorer.update`); the ``M`` rollout pairs get the ERM's own labels (computed at selection
+   time, see ``rollout_pair``). All ``B + M`` pairs go to the DPO buffer.
 
 Model rollout design (why extra prompts). A vector dueling env's ``step`` always queries the oracle for
 all ``num_envs`` prompts, so a pair can only escape the oracle if it never goes through ``step``. The
@@ -45,6 +50,7 @@ from oat_agents.agents.dap import DAPAgent, DAPAgentConfig
 from oat_agents.exploration.explorer import Explorer
 
 PromptSampler = Callable[[int, np.random.Generator], list[str]]
+ROLLOUT_PAIRS: tuple[str, ...] = ("confident", "selector")
 
 
 @dataclass
@@ -55,6 +61,12 @@ class SEAAgentConfig(DAPAgentConfig):
     """Target fraction ``f`` of each round's training pairs that are ERM-labelled rollouts, in [0, 1)."""
     rollout_min_queries: int = 0
     """Oracle labels the ERM must have seen before rollouts start."""
+    rollout_pair: str = "confident"
+    """Which pair a rollout prompt gets and how it is labelled. ``"confident"`` (default, oat's
+    ``ModelBasedExplorer``): per prompt one uniformly drawn ensemble member ``e``, the pair with the largest
+    ``|r_e(a) − r_e(b)|`` (``e``'s best and worst candidate), labelled by ``e`` (best preferred).
+    ``"selector"``: the exploration selector's pair (for ``bai_ts`` the max-epistemic-variance duel)
+    labelled by the ensemble-mean preference (the least certain labels; the former behaviour)."""
     eval_best_of_n: int = 0
     """0 = evaluate the greedy policy; n >= 2 = answer with the ERM's best of n samples."""
 
@@ -62,6 +74,8 @@ class SEAAgentConfig(DAPAgentConfig):
         super().__post_init__()
         if not 0.0 <= self.rollout_fraction < 1.0:
             raise ValueError(f"rollout_fraction must be in [0, 1), got {self.rollout_fraction}")
+        if self.rollout_pair not in ROLLOUT_PAIRS:
+            raise ValueError(f"rollout_pair must be one of {ROLLOUT_PAIRS}, got {self.rollout_pair!r}")
         if self.rollout_min_queries < 0:
             raise ValueError(f"rollout_min_queries must be >= 0, got {self.rollout_min_queries}")
         if self.eval_best_of_n == 1 or self.eval_best_of_n < 0:
@@ -141,8 +155,14 @@ class SEAAgent(DAPAgent):
         extra = self.rollout_prompts(m, self._rollout_rng) if m else []
         all_prompts = env_prompts + list(extra)
         gens = self.policy.generate(all_prompts, n=self.config.num_samples, sampling=self.sampling_params())
-        pairs, rewards = self.explorer.select_with_rewards(all_prompts, gens.texts)
-        model_labels = Explorer.labels_from_rewards(rewards[:, b:], pairs[b:]) if m else np.zeros(0)
+        if m and self.config.rollout_pair == "confident":
+            rewards = self.explorer.rewards(all_prompts, gens.texts)
+            env_pairs = self.explorer.select_from_rewards(rewards[:, :b])
+            rollout_pairs, model_labels, _ = self.explorer.confident_pairs(rewards[:, b:])
+            pairs = np.concatenate([env_pairs, rollout_pairs], axis=0)
+        else:
+            pairs, rewards = self.explorer.select_with_rewards(all_prompts, gens.texts)
+            model_labels = Explorer.labels_from_rewards(rewards[:, b:], pairs[b:]) if m else np.zeros(0)
         self._pending = {"prompts": all_prompts, "gens": gens, "pairs": pairs, "model_labels": model_labels,
                          "num_env": b}
         self._round_metrics = {

@@ -6,14 +6,21 @@ reference policy at acting time, and minimises (see :mod:`oat_agents.exploration
     L = mean_{i valid} ℓ^DAP_i  +  α · mean_{i valid} log π_θ(ỹ_i | x_i)
 
 (the configured DAP loss — DPO by default — plus the positive-sign bonus that pushes probability mass
-away from what the reference would say). Pairs are dueled as in passive online DPO (the first two of
-``num_samples`` samples); the reference samples cost no oracle query.
+away from what the reference would say).
+
+The duel is XPO's (Xie et al. 2024, Alg. 1; oat's ``XPOActor``; TRL's ``XPOTrainer``): per prompt the
+oracle compares ``y_i ∼ π_t(·|x_i)`` (one policy sample) with ``ỹ_i ∼ π_ref(·|x_i)`` (one reference
+sample): ``act`` returns ``(y, ỹ)`` as ``(responses_a, responses_b)``, the label orders that same pair
+into ``(chosen, rejected)`` for the DAP term, and the bonus is ``α·log π_θ(ỹ_i|x_i)`` on exactly the dueled
+``ỹ_i`` (kept as :attr:`XPOPair.ref_sample_ids`). One oracle query per prompt, as in passive DPO. The
+reference is sampled with its own seed stream (``seed + round + REF_SEED_OFFSET``) so that, while the
+policy still equals the reference (round 0), the two samples are not the same draw.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,11 +30,13 @@ from oat_agents.agents.batching import collate_responses
 from oat_agents.agents.dap import DAPAgent, DAPAgentConfig, PreferencePair
 from oat_agents.algorithms.logprobs import sequence_logprobs
 from oat_agents.exploration.xpo import xpo_exploration_term
+from oat_agents.policies.base import Generations
 
 
 @dataclass
 class XPOAgentConfig(DAPAgentConfig):
-    """:class:`DAPAgentConfig` plus the XPO ``α``."""
+    """:class:`DAPAgentConfig` plus the XPO ``α``. ``num_samples`` is unused: XPO duels one policy sample
+    against one reference sample per prompt."""
 
     xpo_alpha: float = 1e-3
     """Weight α of ``log π(ỹ|x)`` for reference samples ``ỹ`` (0 = plain DAP)."""
@@ -40,9 +49,13 @@ class XPOAgentConfig(DAPAgentConfig):
 
 @dataclass
 class XPOPair(PreferencePair):
-    """A labelled duel plus one reference-policy sample for the same prompt."""
+    """A labelled ``(y, ỹ)`` duel; ``ref_sample_ids`` is the dueled reference sample ``ỹ`` (the bonus's)."""
 
     ref_sample_ids: list[int] | None = None
+
+
+REF_SEED_OFFSET = 1_000_003
+"""Added to the round's sampling seed for the reference sample ``ỹ`` (a stream distinct from ``y``'s)."""
 
 
 class XPOAgent(DAPAgent):
@@ -64,25 +77,40 @@ class XPOAgent(DAPAgent):
         super().__init__(policy, learner, config)
         self.config: XPOAgentConfig = config
         self.ref_policy = ref_policy
-        self._ref_ids: list[list[int]] | None = None
 
     def act(self, prompts: Sequence[str]) -> tuple[list[str], list[str]]:
-        a, b = super().act(prompts)
-        gens = self.ref_policy.generate(list(prompts), n=1, sampling=self.sampling_params())
-        self._ref_ids = [list(t[0]) for t in gens.token_ids]
-        return a, b
+        """Duel one policy sample ``y`` against one reference sample ``ỹ`` per prompt: ``(y, ỹ)``."""
+        if not prompts:
+            raise ValueError("act() needs at least one prompt")
+        sampling = self.sampling_params()
+        gens = self.policy.generate(list(prompts), n=1, sampling=sampling)
+        ref_sampling = replace(sampling, seed=None if sampling.seed is None else sampling.seed + REF_SEED_OFFSET)
+        ref_gens = self.ref_policy.generate(list(prompts), n=1, sampling=ref_sampling)
+        if len(gens.texts) != len(prompts) or len(ref_gens.texts) != len(prompts):
+            raise RuntimeError("policy/reference returned a different number of prompts than requested")
+        self._pending = {"prompts": list(prompts), "gens": gens, "ref_gens": ref_gens}
+        return [t[0] for t in gens.texts], [t[0] for t in ref_gens.texts]
 
     def observe(self, labels: Sequence[float] | np.ndarray) -> int:
-        ref_ids = self._ref_ids
-        added = super().observe(labels)
-        if ref_ids is None or len(ref_ids) != added:
-            raise RuntimeError("reference samples do not match the observed duels")
-        start = len(self.buffer) - added
-        for offset, ids in enumerate(ref_ids):
-            p = self.buffer[start + offset]
-            self.buffer[start + offset] = XPOPair(p.prompt_ids, p.chosen_ids, p.rejected_ids, ids)
-        self._ref_ids = None
-        return added
+        """Store ``(chosen, rejected)`` of each ``(y, ỹ)`` duel (1 = ``y`` preferred) with ``ỹ`` for the bonus."""
+        if self._pending is None:
+            raise RuntimeError("observe() needs a preceding act()")
+        labels = np.asarray(labels, dtype=np.float64)
+        gens: Generations = self._pending["gens"]
+        ref_gens: Generations = self._pending["ref_gens"]
+        n = len(self._pending["prompts"])
+        if labels.shape != (n,):
+            raise ValueError(f"got {labels.shape[0] if labels.ndim else 'scalar'} labels for {n} duels")
+        for i in range(n):
+            y_ids, ref_ids = list(gens.token_ids[i][0]), list(ref_gens.token_ids[i][0])
+            chosen, rejected = (y_ids, ref_ids) if labels[i] >= 0.5 else (ref_ids, y_ids)
+            self.buffer.append(XPOPair(list(gens.prompt_token_ids[i]), chosen, rejected, ref_ids))
+        overflow = len(self.buffer) - self.config.buffer_size
+        if overflow > 0:
+            del self.buffer[:overflow]
+        self._pending = None
+        self.round += 1
+        return n
 
     def _pair_loss(self, pairs: list[PreferencePair]) -> tuple[torch.Tensor, dict[str, float]]:
         loss, metrics = super()._pair_loss(pairs)

@@ -10,17 +10,20 @@ chosen (and whether the actor is synced) differs:
 ``ee_ts``         SEA agent, E&E double Thompson sampling from the ERM
 ``bai_ts``        SEA agent, BAI Thompson sampling (first arm TS, second arm most uncertain duel) = SEA
 ``sea_rollout``   ``bai_ts`` + Dyna model rollouts: as many ERM-labelled pairs as oracle pairs per round
+                  (rollout pairs are oat's confident ones: a random member's best vs worst candidate)
 ``uncertainty``   SEA agent, the pair with the largest epistemic variance of its reward difference
 ``apl``           APL: the highest-entropy ``num_envs`` prompts of a pool of ``apl_pool_factor × num_envs``,
                   then the pair with the largest DPO implicit-reward margin
-``xpo``           XPO: online DPO + the α·log π(ỹ_ref) optimism term
+``xpo``           XPO: online DPO on (policy sample, reference sample) duels + the α·log π(ỹ_ref) optimism
+                  term on the dueled reference sample
 ================  ======================================================================================
 
 The task is the demo's (``make demo``): single-digit sums, 33 held-out problems never drawn in training,
 a 2-layer width-64 Llama, DPO β = 0.1 at lr 1e-4 with 2 passes over each round's 32 pairs. This is where
 passive online DPO measurably learns on CPU within the budget (with 2-digit sums or a few thousand queries
 it does not move, and then there is nothing for exploration to speed up). The explorers sample 4
-candidates per prompt; passive, offline and XPO need only 2.
+candidates per prompt; passive and offline need only 2 (XPO samples one from the policy, one from the
+reference).
 
 Reported against oracle queries, mean ± standard error over seeds: cumulative E&E regret
 ``Σ_t r*(x,y*) − ½(r*(x,a_t) + r*(x,b_t))`` of the dueled pairs (DESIGN.md §5), anytime (BAI) regret

@@ -13,8 +13,10 @@ One round with ``B`` prompts and ``K = num_samples`` candidates each:
    measured on pairs the ERM has never been trained on (held-out by construction). Then it runs
    :meth:`EpistemicRewardModel.update` (anchored Bradley–Terry, ``sgd_steps`` Adam steps on its replay
    buffer). Pairs of identical responses are masked (no preference signal) but still count as queries.
-3. :meth:`Explorer.model_labels` labels pairs with the ERM itself (ensemble-mean preference) for
-   Dyna-style model rollouts; they never reach the ERM's buffer (that would be self-training).
+3. :meth:`Explorer.model_labels` labels pairs with the ERM itself (ensemble-mean preference) and
+   :meth:`Explorer.confident_pairs` picks oat's model-rollout pairs (one random member's max-margin pair,
+   ordered by it) for Dyna-style model rollouts; they never reach the ERM's buffer (that would be
+   self-training).
 4. :meth:`Explorer.best_of_n` returns, per prompt, the candidate with the highest ensemble-mean reward.
 
 Metrics (:meth:`Explorer.pop_metrics`): the selector's ``explorer/*`` (``ts_agreement``,
@@ -39,6 +41,7 @@ from oat_agents.exploration.selectors import (
     SELECTORS,
     erm_labels,
     gather_pair_rewards,
+    select_confident_pairs,
     select_pairs,
 )
 
@@ -157,6 +160,10 @@ class Explorer:
     ) -> tuple[np.ndarray, torch.Tensor]:
         """Like :meth:`select`, also returning the ``(E, B, K)`` rewards it used."""
         rewards = self.rewards(prompts, candidates)
+        return self.select_from_rewards(rewards), rewards
+
+    def select_from_rewards(self, rewards: torch.Tensor) -> np.ndarray:
+        """``(B, 2)`` pairs by ``config.method`` from already computed ``(E, B, K)`` rewards."""
         c = self.config
         opts: dict[str, Any] = {}
         if c.method == "ee_ts":
@@ -164,7 +171,18 @@ class Explorer:
         selection = select_pairs(c.method, rewards, self.generator, **opts)
         self._metrics.update(selection.metrics)
         self._metrics["explorer/reward_std"] = float(rewards.std(dim=0).mean()) if rewards.shape[0] > 1 else 0.0
-        return selection.indices.numpy().astype(np.int64), rewards
+        return selection.indices.numpy().astype(np.int64)
+
+    def confident_pairs(self, rewards: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Model-rollout pairs as oat's ``ModelBasedExplorer``: per prompt one uniformly drawn member's
+        max-margin pair, ordered by that member (:func:`select_confident_pairs`).
+
+        Returns ``(pairs (B, 2), labels (B,), members (B,))``; every label is ``1.0`` (arm 0 is the
+        sampled member's best candidate, arm 1 its worst).
+        """
+        pairs, members = select_confident_pairs(rewards, self.generator)
+        b = pairs.shape[0]
+        return pairs.numpy().astype(np.int64), np.ones(b, dtype=np.float64), members.numpy().astype(np.int64)
 
     # -- model labels and best-of-n ---------------------------------------------------------
     def model_labels(self, prompts: Sequence[str], responses_a: Sequence[str], responses_b: Sequence[str]) -> np.ndarray:

@@ -37,8 +37,12 @@ Metrics (each a float, averaged over prompts):
 * ``explorer/same_pair_rate`` — fraction of returned pairs with ``i = j`` (only ``clash_fallback="none"``).
 
 Model rollout (SEA §4.2.3, "mixed preference learning", Dyna-style): :func:`split_model_rollout` picks
-which prompts get a pair labelled by the ERM (:func:`erm_labels`, the ensemble-mean preference)
-*instead of* the oracle. Those pairs are **not** oracle queries and must not be counted as such. (The
+which prompts get a pair labelled by the ERM *instead of* the oracle, and :func:`select_confident_pairs`
+picks that pair the way oat's ``ModelBasedExplorer`` does (a trust region of confident labels): per prompt
+one member ``e`` drawn uniformly, the pair of maximal ``|R[e, b, i] − R[e, b, j]|`` (= its best and worst
+candidate), ordered by ``e`` so that the label is ``1`` (arm 0 ≻ arm 1 under ``e``). The alternative,
+the exploration selector's pair labelled by :func:`erm_labels` (ensemble mean), labels exactly the pairs
+the ensemble is least sure of (for ``bai_ts`` the maximal-variance duel). Those pairs are **not** oracle queries and must not be counted as such. (The
 oat reference implementation queried the oracle for them anyway, only to log the model's accuracy,
 and then kept the model label; here the oracle is not called for them at all.)
 """
@@ -255,6 +259,33 @@ def select_pairs(method: str, rewards: torch.Tensor, generator: torch.Generator,
     if method not in _DISPATCH:
         raise ValueError(f"unknown selector {method!r}; choose one of {SELECTORS}")
     return _DISPATCH[method](rewards, generator, **opts)
+
+
+def select_confident_pairs(rewards: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """oat's model-rollout pair (``ModelBasedExplorer._random_select``): per prompt a uniform member ``e``,
+    the pair with the largest reward margin under ``e``, chosen first.
+
+    Args:
+        rewards: ``(E, B, K)`` ensemble rewards.
+        generator: seeded ``torch.Generator`` for the member draws.
+
+    Returns:
+        ``(indices (B, 2), members (B,))`` (long): ``indices[b] = (argmax_k R[e_b, b, k],
+        argmin_k R[e_b, b, k])``, so arm 0 is preferred under the sampled member ``e_b = members[b]``
+        (label ``1``). Ties go to the lowest index (oat breaks them at random); if all ``K`` rewards of
+        ``e_b`` are equal, arm 1 is the lowest index other than arm 0 (oat could return ``(k, k)``).
+    """
+    rewards = _check_rewards(rewards)
+    _check_generator(generator)
+    E, B, _ = rewards.shape
+    members = torch.randint(E, (B,), generator=generator)
+    r = rewards[members, torch.arange(B)]  # (B, K): each prompt under its own member
+    best = r.argmax(dim=1)
+    worst = r.argmin(dim=1)
+    same = best == worst  # all K rewards equal under e_b
+    if bool(same.any()):
+        worst = torch.where(same, (best == 0).long(), worst)
+    return torch.stack([best, worst], dim=1).long(), members.long()
 
 
 def split_model_rollout(
