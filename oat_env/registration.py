@@ -5,9 +5,10 @@ taking the same keyword arguments plus ``num_envs``.
 
 Keyword arguments: every factory first refuses keywords its id does not take (``TypeError``
 naming them, the likely intended keyword, e.g. ``model_name_or_path= -> reward_model=``, and
-the accepted ones), before it loads any data or model. Held-out prompts
+the accepted ones), before it loads any data or model; the option set of each id, the refusal
+and the offline first-contact errors live in :mod:`oat_env.env_kwargs`. Held-out prompts
 (``env.unwrapped.eval_prompts()``, counted by ``env.unwrapped.num_eval_prompts``) are decided at
-construction: see :func:`_hub_chat_prompts` for the dataset ids; procedural ids hold out
+construction: see :func:`_hub_prompts` for the dataset ids; procedural ids hold out
 ``eval_fraction`` of their problem space.
 
 Gymnasium's own vectorizers
@@ -60,19 +61,13 @@ observations through the pipes instead.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import inspect
-import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from oat_env.data.arithmetic import ArithmeticConfig, ArithmeticProblems
 from oat_env.data.chat_data import (
     TLDR_DATASET,
     ULTRAFEEDBACK_DATASET,
-    decode_messages,
-    render_transcript,
     tldr_post,
     tldr_record,
     ultrafeedback_record_fn,
@@ -87,67 +82,35 @@ from oat_env.data.math_data import (
     math_record_fn,
 )
 from oat_env.data.sources import ProceduralPrompts, PromptDataset
-from oat_env.envs.dueling import DuelingEnv, DuelingTask, DuelingVectorEnv, as_preference_oracle
-from oat_env.envs.multiturn import MultiTurnMathEnv, MultiTurnMathVectorEnv, MultiTurnTask
-from oat_env.envs.verifiable import VerifiableEnv, VerifiableTask, VerifiableVectorEnv
+from oat_env.env_kwargs import (
+    _ALL_ORACLE_OPTIONS,
+    _ARITHMETIC_DUEL_OPTIONS,
+    _ARITHMETIC_FIELDS,
+    _ARITHMETIC_OPTIONS,
+    _COUNTDOWN_GENERATOR_KEYS,
+    _COUNTDOWN_OPTIONS,
+    _MATH_OPTIONS,
+    _MULTITURN_OPTIONS,
+    _ORACLE_OPTIONS,
+    _TLDR_OPTIONS,
+    _ULTRAFEEDBACK_OPTIONS,
+    _VERIFIABLE_OPTIONS,
+    ORACLES,
+    _reasoning_gym_options,
+    _refuse_unknown,
+    prompt_data_unavailable,
+    reward_model_unavailable,
+)
+from oat_env.env_kwargs import offline_ways_out as offline_ways_out
+from oat_env.envs.dueling import DuelingEnv, DuelingVectorEnv
+from oat_env.envs.multiturn import MultiTurnMathEnv, MultiTurnMathVectorEnv
+from oat_env.envs.verifiable import VerifiableEnv, VerifiableVectorEnv
+from oat_env.oracles.adapters import MessagesRewardModelOracle, PromptDerivedReferences
 from oat_env.oracles.countdown import CountdownVerifier
 from oat_env.oracles.math import IntegerAnswerVerifier, MathVerifier
 from oat_env.oracles.remote import RemoteOracle
 from oat_env.oracles.reward_model import DEFAULT_REWARD_MODEL, RewardModelOracle
 from oat_env.oracles.synthetic import ArithmeticUtilityOracle
-
-_ARITHMETIC_FIELDS = {f.name for f in dataclasses.fields(ArithmeticConfig)}
-
-
-# -- keyword arguments: every factory refuses unknown ones before it loads anything ----------------
-def _keyword_options(task_cls: type) -> frozenset[str]:
-    """The keyword-only options of a task constructor (what the env classes pass through)."""
-    params = inspect.signature(task_cls.__init__).parameters.values()
-    return frozenset(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
-
-
-# Names people reach for that mean another keyword of these factories.
-_KWARG_ALIASES = {
-    "model_name_or_path": "reward_model",
-    "reward_model_name_or_path": "reward_model",
-    "rm": "reward_model",
-    "embedding_model_name_or_path": "embedding_model",
-    "data": "prompt_data",
-    "dataset": "prompt_data",
-    "eval_data": "eval_prompt_data",
-    "eval_dataset": "eval_prompt_data",
-}
-
-
-def _refuse_unknown(env_id: str, kwargs: Mapping[str, Any], accepted: Iterable[str]) -> None:
-    """Raise ``TypeError`` naming every keyword of ``kwargs`` that ``env_id`` does not take (with the
-    likely intended one), before the caller loads any data or model."""
-    accepted = sorted(set(accepted))
-    unknown = sorted(set(kwargs) - set(accepted))
-    if not unknown:
-        return
-    hints = []
-    for name in unknown:
-        guess = _KWARG_ALIASES.get(name)
-        if guess not in accepted:
-            close = difflib.get_close_matches(name, accepted, n=1)
-            guess = close[0] if close else None
-        if guess is not None:
-            hints.append(f"{name}= -> {guess}=")
-    raise TypeError(
-        f"{env_id} got unknown keyword argument(s) {unknown}"
-        + (f" (did you mean {', '.join(hints)}?)" if hints else "")
-        + f"; nothing was loaded. It accepts: {', '.join(accepted)}"
-    )
-
-
-_VERIFIABLE_OPTIONS = _keyword_options(VerifiableTask)
-_DUELING_OPTIONS = _keyword_options(DuelingTask)
-_MULTITURN_OPTIONS = _keyword_options(MultiTurnTask)
-_ARITHMETIC_OPTIONS = _ARITHMETIC_FIELDS | {"eval_fraction"}
-# Data options of the hub-backed ids (see _hub_math_prompts / _hub_chat_prompts).
-_HUB_DATA_OPTIONS = frozenset({"prompt_data", "eval_prompt_data", "split", "eval_split", "limit"})
-_MATH_OPTIONS = _HUB_DATA_OPTIONS | {"template", "strict", "order", "symmetric", "grading_timeout_s"}
 
 
 def _arithmetic_prompts(kwargs: dict[str, Any]) -> ProceduralPrompts:
@@ -178,10 +141,6 @@ def make_arithmetic_vector_env(num_envs: int = 1, **kwargs: Any) -> VerifiableVe
     return VerifiableVectorEnv(prompts, _arithmetic_verifier(kwargs), num_envs=num_envs, **kwargs)
 
 
-# The env fixes oracle_reference="answer" (the utility oracle needs the gold answer).
-_ARITHMETIC_DUEL_OPTIONS = _ARITHMETIC_OPTIONS | {"temperature"} | (_DUELING_OPTIONS - {"oracle_reference"})
-
-
 def make_arithmetic_duel_env(**kwargs: Any) -> DuelingEnv:
     """``oat/Arithmetic-Duel-v0``: :class:`ArithmeticConfig` fields, ``eval_fraction``, the oracle's
     Bradley--Terry ``temperature`` and :class:`~oat_env.envs.dueling.DuelingTask` options."""
@@ -203,28 +162,40 @@ GSM8K_DATASET = ("openai/gsm8k", "main")
 MATH_DATASET = ("joyheyueya/math500", None)
 
 
-def _hub_math_prompts(
-    kwargs: dict[str, Any], dataset: tuple[str, str | None], record_fn: Any, name: str
-) -> tuple[PromptDataset, str]:
-    """Pop the data options (``prompt_data``, ``eval_prompt_data``, ``split``, ``eval_split``,
-    ``limit``, ``template``) and build a dataset whose held-out split loads on first use.
+def _hub_prompts(
+    kwargs: dict[str, Any],
+    dataset: tuple[str, str | None],
+    to_record: RowToRecord,
+    name: str,
+    split: str,
+    eval_split: str,
+    env_id: str | None = None,
+) -> PromptDataset:
+    """Pop ``prompt_data``, ``eval_prompt_data``, ``split``, ``eval_split`` and ``limit`` and load the
+    training prompts (``dataset``, the hub default, unless ``prompt_data`` is given).
 
-    Held-out prompts (decided here, at construction): ``eval_prompt_data`` when given, else the hub
-    default's ``eval_split`` when ``prompt_data`` is the default, else none (a local or custom
-    ``prompt_data`` alone: ``num_eval_prompts == 0`` and ``eval_prompts`` raises ``ValueError``
-    naming ``eval_prompt_data=``)."""
-    template = kwargs.pop("template", "qwen_math")
+    Held-out prompts (decided here, at construction): ``eval_prompt_data`` when given (loaded on
+    first use); else the hub default's ``eval_split`` when ``prompt_data`` is the default (loaded on
+    first use); else (a local or custom ``prompt_data`` alone) none: ``num_eval_prompts == 0`` and
+    ``eval_prompts`` raises ``ValueError`` naming ``eval_prompt_data=``. With ``env_id`` (the dueling
+    ids), a hub dataset that cannot be loaded raises :class:`PromptDataUnavailableError` ending with
+    :func:`offline_ways_out`.
+    """
     prompt_data = kwargs.pop("prompt_data", None)
     eval_prompt_data = kwargs.pop("eval_prompt_data", None)
-    split, eval_split = kwargs.pop("split", "train"), kwargs.pop("eval_split", "test")
+    split, eval_split = kwargs.pop("split", split), kwargs.pop("eval_split", eval_split)
     limit = kwargs.pop("limit", None)
-    to_record: RowToRecord = record_fn(template)
     dataset_id, config = dataset
 
     def load(data: Any, which: str) -> list:
-        return load_prompt_records(
-            data, default_dataset=dataset_id, split=which, to_record=to_record, config_name=config, limit=limit
-        )
+        try:
+            return load_prompt_records(
+                data, default_dataset=dataset_id, split=which, to_record=to_record, config_name=config, limit=limit
+            )
+        except PromptDataUnavailableError as err:
+            if env_id is None:
+                raise
+            raise prompt_data_unavailable(err, env_id) from err
 
     records = load(prompt_data, split)
     if eval_prompt_data is not None:
@@ -233,7 +204,15 @@ def _hub_math_prompts(
         eval_records = lambda: load(None, eval_split)  # noqa: E731
     else:  # a local training file and no eval file: evaluation asks for eval_prompt_data
         eval_records = None
-    return PromptDataset(records, eval_records, name=name), template
+    return PromptDataset(records, eval_records, name=name)
+
+
+def _hub_math_prompts(
+    kwargs: dict[str, Any], dataset: tuple[str, str | None], record_fn: Any, name: str
+) -> tuple[PromptDataset, str]:
+    """Pop ``template`` and the data options (:func:`_hub_prompts`, splits ``"train"``/``"test"``)."""
+    template = kwargs.pop("template", "qwen_math")
+    return _hub_prompts(kwargs, dataset, record_fn(template), name, "train", "test"), template
 
 
 def _math_verifier(kwargs: dict[str, Any], template: str) -> MathVerifier:
@@ -278,12 +257,6 @@ def make_math_vector_env(num_envs: int = 1, **kwargs: Any) -> VerifiableVectorEn
 
 
 # -- Countdown --------------------------------------------------------------------------------
-_COUNTDOWN_GENERATOR_KEYS = ("num_numbers", "min_number", "max_number", "min_target", "max_target")
-_COUNTDOWN_OPTIONS = (
-    frozenset(_COUNTDOWN_GENERATOR_KEYS) | {"template", "eval_fraction", "format_score"} | _VERIFIABLE_OPTIONS
-)
-
-
 def _countdown(kwargs: dict[str, Any]) -> tuple[ProceduralPrompts, CountdownVerifier]:
     generator_kwargs = {k: kwargs.pop(k) for k in _COUNTDOWN_GENERATOR_KEYS if k in kwargs}
     problems = CountdownProblems(kwargs.pop("template", COUNTDOWN_TEMPLATE), **generator_kwargs)
@@ -337,63 +310,6 @@ def make_multiturn_vector_env(num_envs: int = 1, **kwargs: Any) -> MultiTurnMath
 
 
 # -- preference envs on text data (TL;DR, UltraFeedback) -------------------------------------
-ORACLES = ("reward_model", "embedding", "judge")
-# In-process oracle options accepted per oracle kind (everything else goes through oracle_kwargs).
-_ORACLE_OPTIONS = {
-    "reward_model": ("reward_model", "device", "dtype", "batch_size", "max_length", "bt_temperature"),
-    "embedding": ("embedding_model", "device", "batch_size", "bt_temperature"),
-    "judge": ("judge_model",),
-}
-_ALL_ORACLE_OPTIONS = sorted({k for keys in _ORACLE_OPTIONS.values() for k in keys})
-
-
-class MessagesRewardModelOracle(RewardModelOracle):
-    """A reward model for ``chat_format="messages"`` prompts: the prompt is a JSON message list
-    (:func:`~oat_env.data.chat_data.encode_messages`), and the scored text is the RM tokenizer's
-    chat template over the whole conversation plus the assistant response."""
-
-    def format(self, prompt: str, response: str) -> str:
-        messages = [*decode_messages(prompt), {"role": "assistant", "content": response}]
-        if self.use_chat_template:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False)
-        return render_transcript(messages[:-1]) + response
-
-
-class PromptDerivedReferences:
-    """Preference oracle adapter: the references it forwards are ``derive(prompt)``.
-
-    Used by ``oat/TLDR-Duel-v0`` to give reference-based oracles the *post* (parsed out of the
-    prompt, :func:`~oat_env.data.chat_data.tldr_post`) instead of the human summary, so that the
-    human summary stays a competitor (win rates) rather than the yardstick. Whatever references
-    the env passes are replaced.
-    """
-
-    def __init__(self, oracle: Any, derive: Any, bt_temperature: float = 1.0):
-        self.oracle = as_preference_oracle(oracle, bt_temperature)
-        self.derive = derive
-
-    def __repr__(self) -> str:
-        return f"PromptDerivedReferences({self.oracle!r}, derive={getattr(self.derive, '__name__', self.derive)})"
-
-    def compare(self, prompts: Any, responses_a: Any, responses_b: Any, references: Any = None) -> Any:
-        return self.oracle.compare(prompts, responses_a, responses_b, references=[self.derive(p) for p in prompts])
-
-
-_DUEL_ORACLE_OPTIONS = frozenset({"oracle", "oracle_url", "oracle_kwargs", *_ALL_ORACLE_OPTIONS})
-
-
-def offline_ways_out(env_id: str) -> str:
-    """The sentence every first-contact error of a hub-backed dueling env ends with: how to run offline."""
-    return (
-        f"Ways out for {env_id} without the Hugging Face hub: prompt_data='prompts.jsonl' (local prompts: "
-        ".jsonl/.json/.parquet/.csv or a list of PromptRecord; add eval_prompt_data= for held-out prompts) "
-        "together with an oracle that needs no hub: oracle='embedding' (the bundled offline "
-        "reference-similarity oracle), reward_model='path/to/reward_model_dir' (a local reward model "
-        "directory; this env's keyword is reward_model=, not model_name_or_path=) or "
-        "oracle_url='http://host:port' (an oat-serve-oracle service)."
-    )
-
-
 def _duel_oracle(kwargs: dict[str, Any], env_id: str, messages: bool = False) -> Callable[[], Any]:
     """Pop and validate the oracle options; return the function that builds the oracle.
 
@@ -439,13 +355,7 @@ def _duel_oracle(kwargs: dict[str, Any], env_id: str, messages: bool = False) ->
             try:
                 return cls(**options, **extra)
             except OSError as err:  # the model or tokenizer could not be loaded
-                offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-                cause = err.__cause__ if err.__cause__ is not None else err
-                raise OSError(
-                    f"could not load reward model {options['model_name_or_path']!r} for {env_id}"
-                    + (" (HF_HUB_OFFLINE is set)" if offline else "")
-                    + f": {type(cause).__name__}: {str(cause).strip().rstrip('.')}. {offline_ways_out(env_id)}"
-                ) from err
+                raise reward_model_unavailable(err, options["model_name_or_path"], env_id) from err
 
         return build_reward_model
     if oracle == "embedding":
@@ -465,51 +375,7 @@ def _duel_oracle(kwargs: dict[str, Any], env_id: str, messages: bool = False) ->
     return build_judge
 
 
-def _hub_chat_prompts(
-    kwargs: dict[str, Any],
-    dataset: tuple[str, str | None],
-    to_record: RowToRecord,
-    name: str,
-    split: str,
-    eval_split: str,
-    env_id: str,
-) -> PromptDataset:
-    """Pop ``prompt_data``, ``eval_prompt_data``, ``split``, ``eval_split`` and ``limit`` and load the
-    training prompts.
-
-    Held-out prompts (decided here, at construction): ``eval_prompt_data`` when given (loaded on
-    first use); else the hub default's ``eval_split`` when ``prompt_data`` is the default (loaded on
-    first use); else (a local or custom ``prompt_data`` alone) none: ``num_eval_prompts == 0`` and
-    ``eval_prompts`` raises ``ValueError`` naming ``eval_prompt_data=``. A hub dataset that cannot
-    be loaded raises :class:`PromptDataUnavailableError` ending with :func:`offline_ways_out`.
-    """
-    prompt_data = kwargs.pop("prompt_data", None)
-    eval_prompt_data = kwargs.pop("eval_prompt_data", None)
-    split, eval_split = kwargs.pop("split", split), kwargs.pop("eval_split", eval_split)
-    limit = kwargs.pop("limit", None)
-    dataset_id, config = dataset
-
-    def load(data: Any, which: str) -> list:
-        try:
-            return load_prompt_records(
-                data, default_dataset=dataset_id, split=which, to_record=to_record, config_name=config, limit=limit
-            )
-        except PromptDataUnavailableError as err:
-            raise PromptDataUnavailableError(f"{err} {offline_ways_out(env_id)}") from err
-
-    records = load(prompt_data, split)
-    if eval_prompt_data is not None:
-        eval_records: Any = lambda: load(eval_prompt_data, eval_split)  # noqa: E731
-    elif prompt_data is None:
-        eval_records = lambda: load(None, eval_split)  # noqa: E731
-    else:
-        eval_records = None
-    return PromptDataset(records, eval_records, name=name)
-
-
 TLDR_ORACLE_REFERENCES = ("post", "summary")
-_TLDR_OPTIONS = _HUB_DATA_OPTIONS | _DUEL_ORACLE_OPTIONS | _DUELING_OPTIONS | {"oracle_reference"}
-_ULTRAFEEDBACK_OPTIONS = _HUB_DATA_OPTIONS | _DUEL_ORACLE_OPTIONS | _DUELING_OPTIONS | {"chat_format"}
 
 
 def _tldr(kwargs: dict[str, Any]) -> tuple[PromptDataset, Any]:
@@ -519,7 +385,7 @@ def _tldr(kwargs: dict[str, Any]) -> tuple[PromptDataset, Any]:
     if reference not in TLDR_ORACLE_REFERENCES:
         raise ValueError(f"oracle_reference must be one of {TLDR_ORACLE_REFERENCES}, got {reference!r}")
     build_oracle = _duel_oracle(kwargs, env_id)
-    prompts = _hub_chat_prompts(kwargs, TLDR_DATASET, tldr_record, "tldr", "train", "test", env_id)
+    prompts = _hub_prompts(kwargs, TLDR_DATASET, tldr_record, "tldr", "train", "test", env_id)
     oracle = build_oracle()
     if reference == "post":
         oracle = PromptDerivedReferences(oracle, tldr_post, kwargs.pop("bt_temperature", 1.0))
@@ -535,7 +401,7 @@ def make_tldr_duel_env(**kwargs: Any) -> DuelingEnv:
     ``summary`` or ``completion``), the reference for ``env.unwrapped.evaluate``. Held-out prompts:
     ``eval_prompt_data``, else the default's ``"test"`` split, else none (a local ``prompt_data``
     alone: ``env.unwrapped.num_eval_prompts == 0``, ``eval_prompts`` raises; see
-    :func:`_hub_chat_prompts`).
+    :func:`_hub_prompts`).
 
     Oracle: ``oracle="reward_model"`` (default; ``reward_model`` id or path, default
     :data:`~oat_env.oracles.reward_model.DEFAULT_REWARD_MODEL`, ``device``, ``dtype``,
@@ -569,7 +435,7 @@ def _ultrafeedback(kwargs: dict[str, Any]) -> tuple[PromptDataset, Any]:
     chat_format = kwargs.pop("chat_format", "text")
     to_record = ultrafeedback_record_fn(chat_format)
     build_oracle = _duel_oracle(kwargs, env_id, messages=chat_format == "messages")
-    prompts = _hub_chat_prompts(
+    prompts = _hub_prompts(
         kwargs, ULTRAFEEDBACK_DATASET, to_record, "ultrafeedback", "train_prefs", "test_prefs", env_id
     )
     return prompts, build_oracle()
@@ -615,13 +481,6 @@ ENV_FACTORIES: dict[str, tuple[str, str]] = {
     "oat/UltraFeedback-Duel-v0": ("make_ultrafeedback_duel_env", "make_ultrafeedback_duel_vector_env"),
     "oat/ReasoningGym-v0": ("make_reasoning_gym_env", "make_reasoning_gym_vector_env"),
 }
-
-
-def _reasoning_gym_options() -> frozenset[str]:
-    from oat_env.integrations import reasoning_gym
-
-    task_options = _keyword_options(reasoning_gym.ReasoningGymTask) | _VERIFIABLE_OPTIONS
-    return frozenset(reasoning_gym._DATA_KEYS) | {"template", "extractor"} | task_options
 
 
 def make_reasoning_gym_env(**kwargs: Any) -> Any:

@@ -12,6 +12,11 @@ The server is OpenEnv's own (``openenv.core.env_server.create_fastapi_app`` arou
 serves one env id; ``--env-kwargs`` is a JSON object passed to ``gym.make(env_id, **env_kwargs)``.
 The env is built once at start-up to check the id and kwargs and to pick the action type.
 
+This module is the server and its CLI. The wire types (:class:`TextAction`, :class:`DuelAction`,
+:class:`OatObservation`, :class:`OatState`), the JSON-safe conversion :func:`jsonable` and the client
+:class:`OatEnvClient` live in :mod:`oat_env.integrations.openenv_wire`; every public name there is
+re-exported here.
+
 Sessions (OpenEnv's session model)
     ``GET /ws`` (WebSocket) is the stateful API: every connection is one session with its OWN env
     instance (``gym.make`` on the session's first ``reset``), closed when the connection closes.
@@ -77,7 +82,6 @@ import copy
 import functools
 import ipaddress
 import json
-import math
 import signal
 import socket
 import sys
@@ -85,69 +89,57 @@ import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 try:
-    from openenv.core.client_types import StepResult
-    from openenv.core.env_client import EnvClient
-    from openenv.core.env_server import (
-        Action,
-        ConcurrencyConfig,
-        Environment,
-        Observation,
-        State,
-        create_fastapi_app,
-    )
+    from openenv.core.env_server import Action, ConcurrencyConfig, Environment, create_fastapi_app
     from openenv.core.env_server.types import EnvironmentMetadata
 except ImportError as err:  # pragma: no cover - exercised only without the optional dependency
     raise ImportError(
         "oat_env.integrations.openenv (oat-serve-env) needs openenv-core: pip install 'openenv-core>=0.3,<0.4'"
     ) from err
-from pydantic import Field, StrictStr
 
 import oat_env  # registers the oat/* ids
+from oat_env.integrations.openenv_wire import (
+    ACTION_TYPES,
+    ActionKind,
+    DuelAction,
+    OatEnvClient,
+    OatObservation,
+    OatState,
+    TextAction,
+    action_kind,
+    jsonable,
+)
 from oat_env.spaces import TextPairSpace, TextSpace
 
-ActionKind = Literal["text", "duel"]
+__all__ = [
+    "ACTION_TYPES",
+    "LOOPBACK_NAMES",
+    "ActionKind",
+    "DuelAction",
+    "EpisodeStateError",
+    "OatEnvClient",
+    "OatObservation",
+    "OatOpenEnv",
+    "OatState",
+    "RequestError",
+    "ServedEnv",
+    "TextAction",
+    "action_kind",
+    "build_parser",
+    "check_host",
+    "is_loopback",
+    "jsonable",
+    "main",
+    "make_app",
+    "parse_env_kwargs",
+    "probe_env",
+]
+
 LOOPBACK_NAMES = ("localhost",)
-
-
-# ----------------------------------------------------------------------------- wire types
-class TextAction(Action):
-    """The action of verifiable and multi-turn envs: one response to the observed prompt."""
-
-    response: StrictStr = Field(description="the response to the observed prompt (or conversation)")
-
-
-class DuelAction(Action):
-    """The action of dueling envs: the pair of responses the env's oracle compares."""
-
-    response_a: StrictStr = Field(description="first response of the duel (reward 1.0 iff it wins)")
-    response_b: StrictStr = Field(description="second response of the duel")
-
-
-ACTION_TYPES: dict[ActionKind, type[Action]] = {"text": TextAction, "duel": DuelAction}
-
-
-class OatObservation(Observation):
-    """A Gymnasium ``(obs, reward, terminated, truncated, info)`` as an OpenEnv observation."""
-
-    prompt: str | list[dict[str, Any]] = Field(
-        default="", description="the Gymnasium observation: the prompt, or the conversation so far"
-    )
-    terminated: bool = Field(default=False, description="Gymnasium terminated flag")
-    truncated: bool = Field(default=False, description="Gymnasium truncated flag")
-    info: dict[str, Any] = Field(default_factory=dict, description="the Gymnasium info, JSON-safe")
-
-
-class OatState(State):
-    """The session's state: OpenEnv's ``episode_id``/``step_count`` plus the env id and ``done``."""
-
-    env_id: str = Field(default="", description="the served oat env id")
-    done: bool = Field(default=True, description="no episode is running: the next call must be a reset")
 
 
 # ----------------------------------------------------------------------------- errors
@@ -160,33 +152,6 @@ class EpisodeStateError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- helpers
-def jsonable(value: Any) -> Any:
-    """``value`` with numpy scalars/arrays made Python numbers/lists, tuples made lists, mapping
-    keys made ``str``, non-finite floats made ``None`` and any other object made ``str``."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.ndarray):
-        return [jsonable(v) for v in value.tolist()]
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return str(value)
-
-
-def action_kind(space: gym.Space) -> ActionKind:
-    """``"duel"`` for a :class:`TextPairSpace`, ``"text"`` for a :class:`TextSpace`; else ``TypeError``."""
-    if isinstance(space, TextPairSpace):
-        return "duel"
-    if isinstance(space, TextSpace):
-        return "text"
-    raise TypeError(f"cannot serve an env whose action space is {space}: expected TextSpace or TextPairSpace")
-
-
 def _check_text(space: gym.Space, value: str, what: str) -> str:
     try:
         if isinstance(space, TextSpace):
@@ -327,42 +292,6 @@ class OatOpenEnv(Environment[Action, OatObservation, OatState]):
         )
 
 
-# ----------------------------------------------------------------------------- client
-class OatEnvClient(EnvClient[Action, OatObservation, OatState]):
-    """OpenEnv's WebSocket :class:`~openenv.core.EnvClient` with typed oat observations.
-
-    ``step`` takes a :class:`TextAction` / :class:`DuelAction` (or, for convenience, a ``str`` or a
-    pair of strings); observations come back as :class:`OatObservation` with ``metadata`` rebuilt
-    (``{"terminated", "truncated", "info"}``). Async like every ``EnvClient``; ``.sync()`` for the
-    blocking wrapper.
-    """
-
-    def _step_payload(self, action: Any) -> dict[str, Any]:
-        if isinstance(action, Action):
-            return action.model_dump()
-        if isinstance(action, str):
-            return {"response": action}
-        if isinstance(action, (tuple, list)) and len(action) == 2:
-            return {"response_a": action[0], "response_b": action[1]}
-        if isinstance(action, Mapping):
-            return dict(action)
-        raise TypeError(f"action must be a TextAction, DuelAction, str or pair of str, got {type(action).__name__}")
-
-    def _parse_result(self, payload: dict[str, Any]) -> StepResult[OatObservation]:
-        fields = dict(payload.get("observation") or {})
-        obs = OatObservation(**fields, done=payload.get("done", False), reward=payload.get("reward"))
-        # Newer openenv-core sends Observation.metadata as a top-level key; 0.3 drops it.
-        obs.metadata = payload.get("metadata") or {
-            "terminated": obs.terminated,
-            "truncated": obs.truncated,
-            "info": obs.info,
-        }
-        return StepResult(observation=obs, reward=obs.reward, done=obs.done)
-
-    def _parse_state(self, payload: dict[str, Any]) -> OatState:
-        return OatState(**payload)
-
-
 # ----------------------------------------------------------------------------- server
 class _QuietWebSocketDisconnect:
     """ASGI middleware: a WebSocket session whose client already hung up ends quietly.
@@ -469,11 +398,14 @@ def parse_env_kwargs(text: str) -> dict[str, Any]:
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """A bound *and listening* socket: connections made after the "serving" line is printed wait in the backlog
+    until uvicorn accepts them (a bound socket that does not listen yet refuses them)."""
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
+        sock.listen(2048)
     except OSError:
         sock.close()
         raise

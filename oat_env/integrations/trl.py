@@ -6,6 +6,11 @@ Every adapter is built from an env id and the env's own keyword arguments (exact
 sees the env's prompts, gold answers, answer extraction and reward shaping, not a re-implementation.
 Build the dataset and the reward (or environment factory) with the *same* ``env_kwargs``.
 
+:func:`prompt_dataset` and :func:`reward_function` live in this module; :func:`environment_factory`
+(with :class:`MultiTurnEnvFactory` and :class:`MultiTurnToolEnv`) lives in
+:mod:`oat_env.integrations.trl_tools` and is re-exported here; the prompt/completion conversions they
+share are in :mod:`oat_env.integrations.trl_common`.
+
 :func:`prompt_dataset` ``(env_id, n=None, split="train", *, seed=0, conversational=None, **env_kwargs)``
     A ``datasets.Dataset`` with one row per prompt and the columns
 
@@ -99,25 +104,29 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 
-from oat_env.data.chat_data import decode_messages, encode_messages
 from oat_env.data.records import PromptRecord
 from oat_env.data.sources import ProceduralPrompts
-from oat_env.envs.base import BanditTask
 from oat_env.envs.dueling import DuelingTask
-from oat_env.envs.multiturn import Episode, MultiTurnTask
-from oat_env.envs.verifiable import VerifiableTask
+from oat_env.envs.multiturn import MultiTurnTask
+from oat_env.integrations.trl_common import (
+    Completion,
+    Prompt,
+    _completion_text,
+    _env_is_conversational,
+    _json_messages,
+    _make_env,
+    _optional_str,
+    _prompt_text,
+    _to_trl_prompt,
+)
+from oat_env.integrations.trl_tools import MultiTurnEnvFactory, MultiTurnToolEnv, environment_factory
 from oat_env.oracles.base import BradleyTerryPreference, OracleResult
 
 if TYPE_CHECKING:
     from datasets import Dataset
-
-Message = Mapping[str, Any]
-Prompt = str | Sequence[Message]
-Completion = str | Sequence[Message]
 
 __all__ = [
     "EnvReward",
@@ -130,87 +139,6 @@ __all__ = [
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _make_env(env_id: str, env_kwargs: dict[str, Any]) -> tuple[gym.Env, BanditTask | MultiTurnTask]:
-    """``gym.make(env_id, **env_kwargs)`` and its task; ``TypeError`` for an env that has none."""
-    env = gym.make(env_id, **env_kwargs)
-    task = getattr(env.unwrapped, "task", None)
-    if not isinstance(task, (VerifiableTask, DuelingTask)):
-        env.close()
-        raise TypeError(f"{env_id} is not an oat verifiable, multi-turn or dueling env (no task to adapt)")
-    return env, task
-
-
-def _json_messages(env_kwargs: Mapping[str, Any]) -> bool:
-    """Whether the env's prompts are JSON message lists (``chat_format="messages"``)."""
-    return env_kwargs.get("chat_format") == "messages"
-
-
-def _env_is_conversational(env_kwargs: Mapping[str, Any], task: Any) -> bool:
-    return _json_messages(env_kwargs) or getattr(task, "observation_format", None) == "messages"
-
-
-def _to_trl_prompt(text: str, conversational: bool, json_messages: bool) -> Prompt:
-    if not conversational:
-        return text
-    if json_messages:
-        return decode_messages(text)
-    return [{"role": "user", "content": text}]
-
-
-def _content_text(content: Any) -> str:
-    """A message's content as text: a ``str``, or the ``text`` parts of a list of content blocks."""
-    if isinstance(content, str):
-        return content
-    if content is None:
-        return ""
-    if isinstance(content, Sequence):
-        return "".join(
-            part.get("text", "") if isinstance(part, Mapping) else str(part)
-            for part in content
-            if not isinstance(part, Mapping) or part.get("type", "text") == "text"
-        )
-    raise TypeError(f"message content must be a str or a list of content blocks, got {type(content).__name__}")
-
-
-def _is_messages(value: Any) -> bool:
-    return not isinstance(value, str) and isinstance(value, Sequence) and all(isinstance(m, Mapping) for m in value)
-
-
-def _completion_text(completion: Any, index: int) -> str:
-    """A TRL completion's text: the string, or the content of its last assistant message."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, Mapping):
-        completion = [completion]
-    if not _is_messages(completion):
-        raise TypeError(
-            f"completions[{index}] must be a str or a list of message dicts, got {type(completion).__name__}"
-        )
-    for message in reversed(completion):
-        if message.get("role") == "assistant":
-            return _content_text(message.get("content"))
-    return ""
-
-
-def _prompt_text(prompt: Any, json_messages: bool, index: int) -> str:
-    """The env's observation string behind a TRL prompt (used without a ``prompt_text`` column)."""
-    if isinstance(prompt, str):
-        return prompt
-    if not _is_messages(prompt):
-        raise TypeError(f"prompts[{index}] must be a str or a list of message dicts, got {type(prompt).__name__}")
-    messages = [{"role": m.get("role"), "content": _content_text(m.get("content"))} for m in prompt]
-    if json_messages:
-        return encode_messages(messages)
-    for message in reversed(messages):
-        if message["role"] == "user":
-            return message["content"]
-    return messages[-1]["content"] if messages else ""
-
-
-def _optional_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 def _column(name: str, values: Any, n: int) -> list:
     """``values`` (a list, array or ``datasets`` column) as a list of ``n`` items."""
     if isinstance(values, (str, bytes, Mapping)) or not (hasattr(values, "__len__") and hasattr(values, "__iter__")):
@@ -408,139 +336,3 @@ def reward_function(env_id: str, *, name: str | None = None, **env_kwargs: Any) 
         **env_kwargs: the env's keyword arguments (the same as for :func:`prompt_dataset`).
     """
     return EnvReward(env_id, name=name, **env_kwargs)
-
-
-# -- environment_factory ---------------------------------------------------------------------------
-class MultiTurnToolEnv:
-    """One rollout of a multi-turn env for TRL's ``environment_factory``: ``reset``, the one tool
-    ``submit_answer`` and ``get_reward`` (contract in the module docstring).
-
-    Create instances by calling a :class:`MultiTurnEnvFactory`. TRL exposes every public method but
-    ``reset``/``get_reward`` as a tool, so this class has no other public methods.
-    """
-
-    def __init__(self, factory: MultiTurnEnvFactory):
-        self._factory = factory
-        self._episode: Episode | None = None
-        self._return = 0.0
-        self._done = False
-
-    @property
-    def turn(self) -> int:
-        """Attempts graded in this episode."""
-        return 0 if self._episode is None else self._episode.turn
-
-    @property
-    def done(self) -> bool:
-        """Whether the episode ended (a correct answer, or ``max_turns`` attempts)."""
-        return self._done
-
-    def reset(self, **row: Any) -> str | None:
-        """Start an episode: the dataset row's problem (returns ``None``), or without a row's ``answer``
-        the env's next training problem (returns its prompt)."""
-        task = self._factory.task
-        if "answer" in row:
-            prompt = row.get("prompt")
-            if not _is_messages(prompt):
-                raise ValueError(
-                    "environment_factory needs conversational prompts (TRL shows tools only in chat prompts): "
-                    "build the dataset with prompt_dataset(..., conversational=True) or observation_format='messages'"
-                )
-            if row["answer"] is None:
-                raise ValueError(f"row {row.get('prompt_uid')!r} has no gold answer (answer is None)")
-            text = row.get("prompt_text")
-            record = PromptRecord(
-                prompt=_prompt_text(prompt, False, 0) if text is None else str(text),
-                answer=str(row["answer"]),
-                uid=_optional_str(row.get("prompt_uid")),
-            )
-            observation = None
-        else:
-            prompt = row.get("prompt")
-            if prompt and _prompt_text(prompt, False, 0):
-                raise ValueError(
-                    "the dataset row has a prompt but no 'answer' column to grade it: use prompt_dataset(...) "
-                    "rows, or pass no train_dataset so the env serves its own problems"
-                )
-            (record,) = task.next_prompts(1, self._factory.rng)
-            observation = record.prompt
-        self._episode = task.new_episode(record)
-        self._return, self._done = 0.0, False
-        return observation
-
-    def submit_answer(self, answer: str) -> str:
-        """Submit an answer to the problem and get the grader's verdict.
-
-        Args:
-            answer: Your answer to the problem, for example "42".
-
-        Returns:
-            "Correct.", or why the answer is wrong and whether you may try again.
-        """
-        if self._episode is None:
-            raise RuntimeError("submit_answer() before reset(): no problem to answer")
-        if self._done:
-            return "This problem is already finished; no more answers are graded."
-        if isinstance(answer, (int, float, np.number)) and not isinstance(answer, bool):
-            answer = str(answer)  # tool-call JSON may give a bare number
-        task = self._factory.task
-        responses = task.parse_action(answer)
-        rewards, terminated, info = task.advance([self._episode], responses)
-        self._factory.verifier_calls += 1
-        self._return += float(rewards[0])
-        self._done = bool(terminated[0])
-        if bool(info["correct"][0]):
-            return "Correct."
-        if self._done:
-            return "Incorrect. No attempts left."
-        return task.feedback_text(bool(info["formatted"][0]), info["extracted_answer"][0])
-
-    def get_reward(self) -> float:
-        """The episode's return (an unfinished episode counts as failed)."""
-        if self._episode is None:
-            return 0.0
-        if not self._done:
-            return self._return + self._factory.task.failure_reward
-        return self._return
-
-
-class MultiTurnEnvFactory:
-    """Callable ``() -> MultiTurnToolEnv`` over one shared multi-turn env; build it with
-    :func:`environment_factory`. Attributes: ``env_id``, ``env``, ``verifier_calls``, ``instances``."""
-
-    def __init__(self, env_id: str, *, seed: int = 0, **env_kwargs: Any):
-        self.env_id = env_id
-        self.env, task = _make_env(env_id, dict(env_kwargs))
-        if not isinstance(task, MultiTurnTask):
-            self.env.close()
-            raise TypeError(
-                f"{env_id} is single-turn: use reward_function({env_id!r}, ...) with GRPOTrainer(reward_funcs=...); "
-                "environment_factory is for multi-turn envs (oat/MathMultiTurn-v0)"
-            )
-        self.task: MultiTurnTask = task
-        self.rng, _ = seeding.np_random(int(seed))
-        self.task.stream.reset()
-        self.verifier_calls = 0
-        self.instances = 0
-
-    def __repr__(self) -> str:
-        return f"MultiTurnEnvFactory({self.env_id!r})"
-
-    def __call__(self) -> MultiTurnToolEnv:
-        self.instances += 1
-        return MultiTurnToolEnv(self)
-
-    def close(self) -> None:
-        """Release the env's verifier resources."""
-        self.env.close()
-
-
-def environment_factory(env_id: str, *, seed: int = 0, **env_kwargs: Any) -> MultiTurnEnvFactory:
-    """A TRL ``environment_factory`` for a multi-turn env (contract in the module docstring).
-
-    Args:
-        env_id: a registered multi-turn id (``oat/MathMultiTurn-v0``).
-        seed: seeds the training stream the env draws from when TRL runs without a dataset.
-        **env_kwargs: the env's keyword arguments (``max_turns``, rewards, ``source``, ...).
-    """
-    return MultiTurnEnvFactory(env_id, seed=seed, **env_kwargs)
