@@ -61,12 +61,21 @@ def encode_request(op: str, request_id: int | str, columns: dict[str, Sequence[A
     return pack(body)
 
 
-def decode_request(op: str, payload: bytes, max_items: int) -> dict[str, Any]:
-    """Parse and validate one request body; raise :class:`RequestError` naming the problem."""
+def decode_request(
+    op: str, payload: bytes, max_items: int, max_item_bytes: int | None = None
+) -> dict[str, Any]:
+    """Parse and validate one request body; raise :class:`RequestError` naming the problem.
+
+    ``max_items`` caps the items per request and ``max_item_bytes`` (if given) the UTF-8 size of
+    each string (prompt, response, reference); both raise :class:`RequestError` (HTTP 422).
+    """
+    if not payload:
+        raise BodyDecodeError("empty body: expected a msgpack map")
     try:
         body = unpack(payload)
     except Exception as err:  # msgpack raises several unrelated exception types
-        raise BodyDecodeError(f"body is not valid msgpack: {type(err).__name__}: {err}") from err
+        # Only the exception type: msgpack messages can echo parts of the body.
+        raise BodyDecodeError(f"body is not valid msgpack ({type(err).__name__})") from err
     if not isinstance(body, dict):
         raise RequestError(f"body must be a msgpack map, got {type(body).__name__}")
     fields = FIELDS[op]
@@ -100,6 +109,15 @@ def decode_request(op: str, payload: bytes, max_items: int) -> dict[str, Any]:
         raise RequestError("request has no items")
     if n > max_items:
         raise RequestError(f"request has {n} items, more than the server's limit of {max_items}")
+    if max_item_bytes is not None:
+        for name in (*fields, "references"):
+            for i, x in enumerate(body.get(name) or ()):
+                # len(str) <= UTF-8 size <= 4 * len(str): encode only when it can matter.
+                if x is not None and 4 * len(x) > max_item_bytes and len(x.encode()) > max_item_bytes:
+                    raise RequestError(
+                        f"`{name}[{i}]` is {len(x.encode())} bytes, more than the server's "
+                        f"per-item limit of {max_item_bytes} bytes"
+                    )
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, int | str):
         raise RequestError(f"`id` must be an int or string, got {type(request_id).__name__}")

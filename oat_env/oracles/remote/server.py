@@ -19,23 +19,94 @@ Two stages per route:
 
 The oracle is built inside each worker process from a JSON spec in ``$OAT_ORACLE_SPEC`` (see
 :func:`build_oracle`). Mosec reads its own options from ``sys.argv``; :func:`serve` sets them.
+
+**Limits.** A body over ``max_request_bytes`` gets 413 (Mosec, before any worker sees it); more
+than ``max_items`` items, or one string over ``max_item_bytes`` UTF-8 bytes, gets 422; an empty
+or non-msgpack body gets 400. Error bodies carry only the message (no paths or frame reprs: Mosec's
+own timeout message, which embeds the Python frame, is replaced by :func:`_clean_timeout`).
+
+**Failures.** Each ingress stage runs ``ingress_workers`` (default 2) processes, so Mosec
+respawns a killed one while the other keeps serving; when every worker of a stage is gone Mosec
+stops the whole server, and ``oat-serve-oracle``'s supervisor (:mod:`oat_env.cli_serve`) starts it
+again. If ``$OAT_SERVE_SEM_FILE`` is set, the names of Mosec's named POSIX semaphores are written
+there so the supervisor can unlink them after a crash (a SIGKILLed server leaves 10 behind in
+``/dev/shm``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
+import mosec.coordinator
 from mosec import DecodingError, Server, ValidationError, Worker
 
 from oat_env.oracles.base import BradleyTerryPreference, OracleResult
 from oat_env.oracles.remote import codec
 
 SPEC_ENV = "OAT_ORACLE_SPEC"
+SEM_FILE_ENV = "OAT_SERVE_SEM_FILE"
+DEFAULT_MAX_ITEMS = 4096
+DEFAULT_MAX_ITEM_BYTES = 256 * 1024
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 BUILTIN_ORACLES = ("reward_model", "embedding", "judge")
+
+
+@contextlib.contextmanager
+def _clean_timeout(duration: float) -> Iterator[None]:
+    """Mosec's ``set_mosec_timeout`` without the Python frame repr (file path) in the 408 body."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise mosec.coordinator.MosecTimeoutError(f"forward timeout after {duration:g}s")
+
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, duration)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+# Applied in every process importing this module, i.e. also in Mosec's spawned workers (they
+# import it to unpickle the worker classes before their coordinator runs).
+mosec.coordinator.set_mosec_timeout = _clean_timeout
+
+
+def _semaphore_names(server: Server) -> list[str]:
+    """Names of the named POSIX semaphores behind Mosec's two spawn-context Events."""
+    names = []
+    for event in (getattr(server, "_shutdown", None), getattr(server, "_shutdown_notify", None)):
+        cond = getattr(event, "_cond", None)
+        parts = [getattr(event, "_flag", None), getattr(cond, "_lock", None)]
+        parts += [getattr(cond, a, None) for a in ("_sleeping_count", "_woken_count", "_wait_semaphore")]
+        for part in parts:
+            name = getattr(getattr(part, "_semlock", None), "name", None)
+            if name:
+                names.append(name)
+    return names
+
+
+class _FailFastServer(Server):
+    """Mosec ``Server`` that, when a whole stage (or its Rust front end) dies, kills the front end
+    at once and remembers the crash, instead of a graceful halt that waits up to ``--timeout`` for
+    requests the dead stage will never answer and then exits 0. In-flight clients see a dropped
+    connection and retry; :func:`serve` exits with status 3 so the supervisor restarts it."""
+
+    crashed = False
+
+    def _terminate(self, signum: int, framestack: Any) -> None:
+        if isinstance(framestack, str):  # Mosec's own call (a failed stage/daemon), not a signal
+            self.crashed = True
+            proc = getattr(self._rs_runtime_manager, "process", None)
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        super()._terminate(signum, framestack)
 
 
 def build_oracle(spec: dict[str, Any]) -> Any:
@@ -81,14 +152,16 @@ class _Ingress(Worker):
 
     def __init__(self) -> None:
         super().__init__()
-        self.max_items = int(json.loads(os.environ.get(SPEC_ENV, "{}")).get("max_items", 4096))
+        spec = json.loads(os.environ.get(SPEC_ENV, "{}"))
+        self.max_items = int(spec.get("max_items", DEFAULT_MAX_ITEMS))
+        self.max_item_bytes = int(spec.get("max_item_bytes", DEFAULT_MAX_ITEM_BYTES))
 
     def deserialize(self, data: bytes) -> Any:
         return data  # parsed in forward so errors become ValidationError (422) with a clear message
 
     def forward(self, data: Any) -> Any:
         try:
-            return codec.decode_request(self.op, data, self.max_items)
+            return codec.decode_request(self.op, data, self.max_items, self.max_item_bytes)
         except codec.BodyDecodeError as err:
             raise DecodingError(str(err)) from err
         except codec.RequestError as err:
@@ -194,15 +267,27 @@ def build_server(
     max_batch_size: int = 32,
     max_wait_ms: int = 10,
     timeout_s: float = 60.0,
+    ingress_workers: int = 2,
 ) -> Server:
     """A configured (not yet running) Mosec server for ``spec``; mosec options come from sys.argv."""
-    if num_workers < 1 or max_batch_size < 1 or max_wait_ms < 1 or not timeout_s > 0:
-        raise ValueError("num_workers, max_batch_size, max_wait_ms must be >= 1 and timeout_s > 0")
+    if min(num_workers, max_batch_size, max_wait_ms, ingress_workers) < 1 or not timeout_s > 0:
+        raise ValueError(
+            "num_workers, max_batch_size, max_wait_ms, ingress_workers must be >= 1 and timeout_s > 0"
+        )
     env = {SPEC_ENV: json.dumps(spec)}
     os.environ[SPEC_ENV] = env[SPEC_ENV]
-    server = Server()
-    server.append_worker(RewardIngress, num=1, route="/reward", env=[env], timeout=timeout_s)
-    server.append_worker(CompareIngress, num=1, route="/compare", env=[env], timeout=timeout_s)
+    server = _FailFastServer()
+    sem_file = os.environ.get(SEM_FILE_ENV)
+    if sem_file:
+        with open(sem_file, "w") as f:
+            f.write("\n".join(_semaphore_names(server)))
+    n_in = ingress_workers
+    server.append_worker(
+        RewardIngress, num=n_in, route="/reward", env=[env] * n_in, timeout=timeout_s
+    )
+    server.append_worker(
+        CompareIngress, num=n_in, route="/compare", env=[env] * n_in, timeout=timeout_s
+    )
     server.append_worker(
         OracleWorker,
         num=num_workers,
@@ -224,11 +309,13 @@ def serve(
     max_batch_size: int = 32,
     max_wait_ms: int = 10,
     timeout_s: float = 60.0,
-    max_request_bytes: int = 8 * 1024 * 1024,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     capacity: int = 1024,
     log_level: str = "info",
+    ingress_workers: int = 2,
 ) -> None:
-    """Run the service in the foreground until SIGINT/SIGTERM."""
+    """Run the service in the foreground until SIGINT/SIGTERM (exit 0), or until every worker of one
+    stage has died (exit 3)."""
     # Mosec parses sys.argv (also in its spawned workers); hand it exactly its own options.
     sys.argv = [
         sys.argv[0] if sys.argv else "oat-serve-oracle",
@@ -239,10 +326,14 @@ def serve(
         "--capacity", str(capacity),
         "--log-level", log_level,
     ]  # fmt: skip
-    build_server(
+    server = build_server(
         spec,
         num_workers=num_workers,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         timeout_s=timeout_s,
-    ).run()
+        ingress_workers=ingress_workers,
+    )
+    server.run()
+    if server.crashed:
+        sys.exit(3)
