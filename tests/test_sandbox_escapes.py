@@ -25,6 +25,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+from conftest import sandbox_processes
 
 import oat_env  # noqa: F401  (registers the oat/* ids)
 from oat_env import sandbox
@@ -140,22 +141,6 @@ def contained(code: str, *, audit_hook: bool = True, **kwargs) -> SandboxResult:
         assert result.missing_layers == ("audit-hook",), result.containment_notes
     assert result.launcher.startswith("bwrap")
     return result
-
-
-def sandbox_processes(marker: str) -> list[int]:
-    """PIDs of live (non-zombie) processes whose command line mentions ``marker``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != "Z":
-            pids.append(int(entry.name))
-    return pids
 
 
 def site_packages() -> Path:
