@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -247,8 +248,13 @@ def run_recipe(recipe: str, seed: int, log_dir: str, progress: bool = False) -> 
 
 
 def run_recipe_job(recipe: str, seed: int, log_root: str) -> dict[str, Any]:
-    """:func:`run_recipe` for a worker process: logs in ``<log_root>/<recipe>_seed<k>``, a picklable dict back."""
-    return run_recipe(recipe, seed, str(Path(log_root) / f"{recipe}_seed{seed}")).to_dict()
+    """:func:`run_recipe` for a worker process: logs in ``<log_root>/<recipe>_seed<k>``, a picklable dict back.
+
+    A rerun into the same ``log_root`` starts that run's logs afresh: the logger appends to ``metrics.jsonl``,
+    and the training curves read from it must be this run's alone."""
+    run_dir = Path(log_root) / f"{recipe}_seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return run_recipe(recipe, seed, str(run_dir)).to_dict()
 
 
 def run_seeds(recipe: str, seeds: list[int], log_root: str, workers: int = 2, threads: int = 1,

@@ -59,3 +59,21 @@ def test_run_in_processes_returns_every_job_whatever_the_worker_count():
     assert one == two == {(2, 3): 8, (3, 2): 9, (5, 1): 5}
     with pytest.raises(ValueError, match="workers"):
         list(run_in_processes(pow, jobs, workers=0))
+
+
+def test_a_rerun_into_the_same_folder_starts_the_runs_logs_afresh(tmp_path, monkeypatch):
+    import oat_agents.recipes as recipes
+
+    seen = []
+
+    def fake_run(recipe, seed, log_dir, progress=False):
+        path = tmp_path / "logs" / f"{recipe}_seed{seed}" / "metrics.jsonl"
+        seen.append(path.exists())  # a leftover from the previous run would be appended to
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"queries": 0}\n')
+        return RecipeResult(recipe, seed, "eval/accuracy", [0], [0.5], 0.0)
+
+    monkeypatch.setattr(recipes, "run_recipe", fake_run)
+    for _ in range(2):
+        recipes.run_recipe_job("dr_grpo", 3, str(tmp_path / "logs"))
+    assert seen == [False, False]
