@@ -3,6 +3,8 @@
 Importing this package registers every env id with Gymnasium::
 
     import gymnasium as gym
+
+from oat_env import forksafe
     import oat_env  # noqa: F401  (registers the oat/* ids)
 
     env = gym.make("oat/Arithmetic-Duel-v0")
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from oat_env import forksafe
 from oat_env.data import ProceduralPrompts, PromptDataset, PromptRecord, PromptStream
 from oat_env.envs import (
     DuelingEnv,
@@ -47,6 +50,8 @@ def register_envs() -> None:
 
 
 register_envs()
+# A torch oracle in a child forked by Gymnasium's AsyncVectorEnv would otherwise hang (see oat_env.forksafe).
+forksafe.install()
 
 __all__ = [
     "ENV_FACTORIES",
