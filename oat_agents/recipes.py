@@ -9,6 +9,8 @@ held-out problems never drawn in training), and learns online:
 ``dr_grpo``    Dr.GRPO on ``oat/Arithmetic-v0``, 16 prompts × group of 8 per round, 16,384 queries
 ``multiturn``  turn-level REINFORCE on ``oat/MathMultiTurn-v0`` (3 attempts), 12,288 queries
 ``sea``        SEA (BAI-TS over a 10-member ERM, 4 candidates) on the demo's task, 32,768 queries
+``trl_grpo``   TRL's own ``GRPOTrainer`` (Dr.GRPO loss) on ``oat/Arithmetic-v0`` through
+               ``oat_env.integrations.trl`` (``prompt_dataset`` + ``reward_function``), 256 steps × 128
 =============  ==========================================================================================
 
 :func:`run_recipe` runs one seed and returns a :class:`RecipeResult`: the held-out headline metric at every
@@ -39,9 +41,9 @@ import numpy as np
 ARITHMETIC = {"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare", "eval_fraction": 0.4}
 MULTITURN = {**ARITHMETIC, "max_turns": 3, "feedback_wrong": "wrong", "feedback_unformatted": "wrong"}
 NUM_EVAL_PROMPTS = 33  # all the held-out single-digit problems
-RECIPES: tuple[str, ...] = ("demo", "dr_grpo", "multiturn", "sea")
+RECIPES: tuple[str, ...] = ("demo", "dr_grpo", "multiturn", "sea", "trl_grpo")
 HEADLINE = {"demo": "eval/accuracy", "dr_grpo": "eval/accuracy", "multiturn": "eval/success_rate",
-            "sea": "eval/accuracy"}
+            "sea": "eval/accuracy", "trl_grpo": "eval/accuracy"}
 
 
 # The distribution over seeds of each recipe's headline metric, as ``oat-bench seeds --recipe NAME`` printed it
@@ -65,6 +67,10 @@ MEASURED: dict[str, dict[str, Any]] = {
             "start": (0.406, 0.117, 0.212, 0.576), "final": (0.702, 0.092, 0.470, 0.803),
             "gain": (0.295, 0.097, 0.152, 0.515), "anytime_regret_start": (0.259, 0.056, 0.190, 0.364),
             "anytime_regret_final": (0.126, 0.039, 0.081, 0.217), "rm_accuracy": (0.708, 0.071, 0.575, 0.773)},
+    "trl_grpo": {"seeds": 10, "command": "oat-bench seeds --recipe trl_grpo --seeds 0 1 2 3 4 5 6 7 8 9",
+                 "machine": _MACHINE, "start": (0.406, 0.117, 0.212, 0.576), "final": (0.656, 0.087, 0.530, 0.803),
+                 "gain": (0.250, 0.178, 0.015, 0.591), "train_first": (0.381, 0.017, 0.361, 0.422),
+                 "train_last": (0.595, 0.025, 0.551, 0.623)},
 }
 
 
@@ -196,6 +202,63 @@ def run_multi_turn(seed: int, log_dir: str, queries: int = 12288, warmup_steps: 
     return run_multiturn_rl(env, agent, config)
 
 
+def run_trl_grpo(seed: int, log_dir: str, steps: int = 256,
+                 warmup_steps: int = 100) -> tuple[list[dict[str, float]], list[float]]:
+    """TRL's ``GRPOTrainer`` from the same SFT-warmed tiny Llama, with our env as its data and reward: prompts from
+    ``prompt_dataset("oat/Arithmetic-v0")`` (the env's seeded stream), rewards from ``reward_function`` (the env's
+    verifier), Dr.GRPO loss, 16 prompts × 8 completions per step, lr 5e-4 (TRL's linear decay), no KL. Returns the
+    greedy held-out accuracy on the 33 held-out problems before training and every ``steps / 4`` steps, and the
+    mean sampled training reward TRL logged every 16 steps."""
+    import gymnasium as gym
+    import torch
+    import trl
+    from transformers import TrainerCallback
+
+    import oat_env  # noqa: F401  (registers the env ids)
+    from oat_agents.models import CharTokenizer, build_tiny_llama
+    from oat_agents.policies.base import SamplingParams
+    from oat_agents.policies.hf import HFPolicy
+    from oat_agents.tiny import WarmupConfig, sft_warmup
+    from oat_env.integrations.trl import prompt_dataset, reward_function
+
+    env_id = "oat/Arithmetic-v0"
+    env = gym.make_vec(env_id, num_envs=1, **ARITHMETIC)
+    tokenizer = CharTokenizer()
+    model = build_tiny_llama(len(tokenizer), hidden=64, layers=2, heads=2, seed=seed)
+    sft_warmup(model, tokenizer, env.unwrapped.task.source,
+               WarmupConfig(steps=warmup_steps, batch_size=32, learning_rate=3e-3, seed=seed))
+    held_out = env.unwrapped.eval_prompts(NUM_EVAL_PROMPTS)
+    evals: list[dict[str, float]] = []
+
+    def evaluate(step: int) -> None:
+        was_training = model.training
+        texts = HFPolicy(model, tokenizer, device="cpu").generate(
+            held_out, n=1, sampling=SamplingParams(temperature=0.0, max_new_tokens=3)).texts
+        evals.append({"misc/queries": step * 128, **{f"eval/{k}": v for k, v in
+                      env.unwrapped.evaluate([t[0] for t in texts], held_out).items() if isinstance(v, float)}})
+        model.train(was_training)
+
+    class EvaluateEveryQuarter(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step % max(steps // 4, 1) == 0:
+                evaluate(state.global_step)
+
+    evaluate(0)
+    config = trl.GRPOConfig(
+        output_dir=log_dir, num_generations=8, per_device_train_batch_size=128, max_completion_length=3,
+        max_steps=steps, learning_rate=5e-4, loss_type="dr_grpo", beta=0.0, temperature=1.0, seed=seed,
+        logging_steps=16, report_to=[], use_cpu=True, bf16=False, activation_checkpointing=False,
+        save_strategy="no", disable_tqdm=True, dataloader_num_workers=0,
+    )
+    trainer = trl.GRPOTrainer(model=model, reward_funcs=reward_function(env_id, **ARITHMETIC), args=config,
+                              train_dataset=prompt_dataset(env_id, n=steps * 16, seed=seed, **ARITHMETIC),
+                              processing_class=tokenizer, callbacks=[EvaluateEveryQuarter()])
+    torch.manual_seed(seed)
+    trainer.train()
+    env.close()
+    return evals, [float(h["reward"]) for h in trainer.state.log_history if "reward" in h]
+
+
 def training_curve(log_dir: str, key: str) -> tuple[list[float], list[float]]:
     """``(queries, value)`` of a training metric from ``<log_dir>/metrics.jsonl``."""
     rows = [json.loads(line) for line in (Path(log_dir) / "metrics.jsonl").read_text().splitlines()]
@@ -231,6 +294,9 @@ def run_recipe(recipe: str, seed: int, log_dir: str, progress: bool = False) -> 
         _, success = training_curve(log_dir, "actor/episode_success")
         extra["train_first"], extra["train_last"] = first_last(success, max(len(success) // 4, 1))
         extra["accuracy_le_success"] = float(all(e["eval/accuracy"] <= e["eval/success_rate"] for e in evals))
+    elif recipe == "trl_grpo":
+        evals, train_reward = run_trl_grpo(seed, log_dir)
+        extra["train_first"], extra["train_last"] = first_last(train_reward, 2)
     else:  # sea
         from oat_agents.bench.regret import BenchConfig, run_one, warm_model
 
