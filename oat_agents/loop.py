@@ -150,10 +150,18 @@ def evaluate(env: Any, agent: Any, config: LoopConfig, queries: int, dump_dir: P
     gen_s = time.perf_counter() - start
     result = unwrapped.evaluate(responses, prompts)
     metrics = {f"eval/{k}": float(v) for k, v in result.items() if np.isscalar(v) and k != "num_prompts"}
+    # Grouped results (e.g. reasoning-gym mixtures' ``by_task``: {task: {metric: value}}) become
+    # ``eval/<key>/<group>/<metric>``; per-item arrays (one value per prompt) go to the sample dump only.
+    grouped = {k: v for k, v in result.items() if isinstance(v, dict)}
+    for key, groups in grouped.items():
+        for group, values in groups.items():
+            if isinstance(values, dict):
+                metrics.update({f"eval/{key}/{group}/{m}": float(x) for m, x in values.items() if np.isscalar(x)})
     metrics["eval/generate_s"] = gen_s
     if dump_dir is not None:
         dump_dir.mkdir(parents=True, exist_ok=True)
-        per_item = {k: np.asarray(v).tolist() for k, v in result.items() if not np.isscalar(v)}
+        per_item = {k: np.asarray(v).tolist() for k, v in result.items()
+                    if not np.isscalar(v) and k not in grouped and len(v) == len(prompts)}
         samples = [
             {"prompt": p, "response": r, **{k: v[i] for k, v in per_item.items()}}
             for i, (p, r) in enumerate(zip(prompts, responses))

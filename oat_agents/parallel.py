@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
 
 def setup_process(threads: int) -> None:
     """Make this process a single-process learner with ``threads`` torch threads (the parent or a pool worker)."""
@@ -22,6 +24,12 @@ def setup_process(threads: int) -> None:
     from oat_agents.learners.dist import _LAUNCH_VARS
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Say the thread count in the environment too: libraries that size their own pools read it, not torch's
+    # setting. accelerate (under TRL's trainers) otherwise sets torch to one thread per *physical core* in each
+    # worker when OMP_NUM_THREADS is unset: 2 workers × 2 spinning OpenMP threads on 2 cores ran the trl_grpo
+    # recipe 5× slower than with one thread each.
+    for key in _THREAD_VARS:
+        os.environ[key] = str(threads)
     if not tdist.is_initialized():
         # A spawned worker inherits the parent's rendezvous port; each process needs its own group.
         for key in _LAUNCH_VARS:
@@ -45,12 +53,18 @@ def run_in_processes(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], wo
         import torch
 
         saved = torch.get_num_threads()
+        saved_env = {key: os.environ.get(key) for key in _THREAD_VARS}
         setup_process(threads)
         try:
             for job in jobs:
                 yield job, fn(*job)
-        finally:  # the caller's process keeps its own thread count
+        finally:  # the caller's process keeps its own thread count and environment
             torch.set_num_threads(saved)
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed

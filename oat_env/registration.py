@@ -61,6 +61,7 @@ observations through the pipes instead.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -204,6 +205,13 @@ def _hub_prompts(
         eval_records = lambda: load(None, eval_split)  # noqa: E731
     else:  # a local training file and no eval file: evaluation asks for eval_prompt_data
         eval_records = None
+        # Say so now, not at the first evaluation (often minutes into a run): training works, evaluating cannot.
+        warnings.warn(
+            f"{env_id or name}: prompt_data= without eval_prompt_data= gives no held-out prompts "
+            "(num_eval_prompts == 0): eval_prompts() and every evaluation of a training loop will fail. "
+            "Pass eval_prompt_data= (a local file or a list of PromptRecord) for held-out evaluation.",
+            UserWarning, stacklevel=4,
+        )
     return PromptDataset(records, eval_records, name=name)
 
 

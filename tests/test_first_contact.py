@@ -125,11 +125,15 @@ def test_refusals_suggest_the_intended_keyword(nothing_loads) -> None:
 
 # -------------------------------------------------------------------------- held-out prompts
 def test_local_prompt_data_alone_has_no_held_out_split_from_construction() -> None:
-    for env in (
-        gym.make("oat/GSM8K-v0", prompt_data=_records(4)),
-        gym.make("oat/TLDR-Duel-v0", prompt_data=_records(4, tldr=True), oracle=FirstWins()),
-        gym.make_vec("oat/MathMultiTurn-v0", num_envs=2, source="math", prompt_data=_records(4)),
-    ):
+    makers = (
+        lambda: gym.make("oat/GSM8K-v0", prompt_data=_records(4)),
+        lambda: gym.make("oat/TLDR-Duel-v0", prompt_data=_records(4, tldr=True), oracle=FirstWins()),
+        lambda: gym.make_vec("oat/MathMultiTurn-v0", num_envs=2, source="math", prompt_data=_records(4)),
+    )
+    for make in makers:
+        # Told at construction, not minutes later at the first evaluation.
+        with pytest.warns(UserWarning, match=r"no held-out prompts.*Pass eval_prompt_data="):
+            env = make()
         assert env.unwrapped.num_eval_prompts == 0  # known right after construction, nothing to load
         with pytest.raises(ValueError, match=r"num_eval_prompts is 0.*pass eval_prompt_data="):
             env.unwrapped.eval_prompts()

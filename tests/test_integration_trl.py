@@ -27,6 +27,7 @@ from oat_env.envs import QueryBudgetExhausted
 from oat_env.integrations.trl import (
     EnvReward,
     MultiTurnToolEnv,
+    PythonToolEnv,
     environment_factory,
     prompt_dataset,
     reward_function,
@@ -402,6 +403,43 @@ def test_tool_env_exposes_exactly_one_tool_with_a_schema():
     assert schema["parameters"]["properties"]["answer"]["type"] == "string"
 
 
+def test_python_tool_env_runs_code_in_the_sandbox_and_grades_nothing():
+    factory = environment_factory(MULTI, python_tool=True, python_tool_kwargs={"max_tool_calls": 3, "timeout_s": 5.0})
+    ds = prompt_dataset(MULTI, n=1, seed=1, conversational=True)
+    tool_env = factory()
+    assert isinstance(tool_env, PythonToolEnv)
+    with pytest.raises(RuntimeError, match="reset"):
+        tool_env.run_python("print(1)")
+    tool_env.reset(**ds[0])
+    assert tool_env.run_python("print(6 * 7)") == "42"
+    assert "ZeroDivisionError" in tool_env.run_python("1 / 0")  # the traceback, not an exception here
+    assert "NUL" in tool_env.run_python("print(1)\x00")  # model output that cannot run: a tool error
+    assert "limit of 3 Python runs" in tool_env.run_python("print(2)")  # the per-episode budget
+    assert factory.tool_calls == 3 and factory.verifier_calls == 0 and not tool_env.done  # tools grade nothing
+    tool_env.reset(**ds[0])  # a new episode gets a fresh budget
+    assert tool_env.run_python("import os; print(os.getuid())") in ("65534", "0")  # uid 65534 under bwrap
+    assert tool_env.submit_answer(ds[0]["answer"]) == "Correct." and factory.verifier_calls == 1
+
+
+def test_python_tool_options_are_checked():
+    with pytest.raises(TypeError, match="python_tool=True"):
+        environment_factory(MULTI, python_tool_kwargs={"timeout_s": 1.0})
+    with pytest.raises(TypeError, match=r"unknown keys \['timeout'\]"):
+        environment_factory(MULTI, python_tool=True, python_tool_kwargs={"timeout": 1.0})
+    with pytest.raises(ValueError, match="timeout_s"):
+        environment_factory(MULTI, python_tool=True, python_tool_kwargs={"timeout_s": 0})
+    with pytest.raises(ValueError, match="must not set"):
+        environment_factory(MULTI, python_tool=True, python_tool_kwargs={"sandbox_kwargs": {"memory_mb": 9}})
+
+
+def test_python_tool_env_exposes_two_tools_with_schemas():
+    get_json_schema = pytest.importorskip("transformers.utils").get_json_schema
+    public = [name for name, _ in inspect.getmembers(PythonToolEnv, inspect.isfunction) if not name.startswith("_")]
+    assert sorted(public) == ["get_reward", "reset", "run_python", "submit_answer"]
+    schema = get_json_schema(environment_factory(MULTI, python_tool=True)().run_python)["function"]
+    assert schema["name"] == "run_python" and schema["parameters"]["required"] == ["code"]
+
+
 # -- the real TRL trainers -------------------------------------------------------------------------
 def _trl():
     trl = pytest.importorskip("trl")
@@ -531,6 +569,46 @@ def test_grpo_environment_factory_runs_the_tool(tmp_path, monkeypatch):
     assert log["rewards/MultiTurnToolEnv/mean"] == pytest.approx((0.75 + 1.0) / 2)
     assert log["tools/call_frequency"] == pytest.approx(1.5) and log["tools/failure_frequency"] == 0.0
     assert factory.verifier_calls == 6 and first_turns == {p: 1 for p in gold}
+
+
+def test_grpo_environment_factory_runs_python_then_answers(tmp_path, monkeypatch):
+    """TRL's real tool loop with both tools: a scripted policy computes the sum with run_python, then submits
+    what the sandbox printed; every rollout succeeds at the first attempt."""
+    trl = _trl()
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    ds = prompt_dataset(MULTI, n=2, seed=0, conversational=True, max_turns=2)
+    cols = ds.to_dict()
+    factory = environment_factory(MULTI, python_tool=True, max_turns=2)
+    tokenizer = _tool_tokenizer(trl)
+    questions = {p: re.search(r"What is (.+?)\?", p).group(1) for p in cols["prompt_text"]}  # "What is 6+7? ..."
+
+    def tool_call(name: str, **arguments: str) -> str:
+        return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call><|im_end|>"
+
+    class ScriptedGRPO(trl.GRPOTrainer):
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, **_):
+            out = []
+            for ids in prompt_ids:
+                text = tokenizer.decode(ids)
+                (problem,) = [p for p in questions if p in text]
+                if "<tool_response>" not in text:
+                    reply = tool_call("run_python", code=f"print({questions[problem]})")
+                elif text.count("<tool_response>") == 1:
+                    printed = text.rsplit("<tool_response>", 1)[1].split("</tool_response>")[0].strip()
+                    reply = tool_call("submit_answer", answer=printed)
+                else:
+                    reply = "Done.<|im_end|>"
+                out.append(tokenizer.encode(reply, add_special_tokens=False) + [tokenizer.eos_token_id])
+            return out, None
+
+    trainer = ScriptedGRPO(model=_tiny_model(tokenizer, 2048), args=_grpo_config(trl, tmp_path, max_steps=1,
+                           max_completion_length=512), train_dataset=ds, processing_class=tokenizer,
+                           environment_factory=factory)
+    assert sorted(t.__name__ for t in trainer.tools) == ["run_python", "submit_answer"]
+    trainer.train()
+    (log,) = [h for h in trainer.state.log_history if "rewards/PythonToolEnv/mean" in h]
+    assert log["rewards/PythonToolEnv/mean"] == pytest.approx(1.0)  # every rollout: computed, then correct
+    assert factory.tool_calls == 4 and factory.verifier_calls == 4
 
 
 def test_grpo_environment_factory_without_dataset(tmp_path, monkeypatch):

@@ -67,7 +67,8 @@ share are in :mod:`oat_env.integrations.trl_common`.
     ``close()``. When TRL passes ``log_metric``, verifiable rewards also log ``{name}/accuracy`` and
     ``{name}/formatted`` (fractions of the batch).
 
-:func:`environment_factory` ``(env_id, *, seed=0, **env_kwargs)`` -> :class:`MultiTurnEnvFactory`
+:func:`environment_factory` ``(env_id, *, seed=0, python_tool=False, python_tool_kwargs=None, **env_kwargs)``
+-> :class:`MultiTurnEnvFactory`
     For ``oat/MathMultiTurn-v0``: the contract of TRL 1.16's ``GRPOTrainer(environment_factory=...)``
     (experimental in TRL; needs transformers >= 5.2): calling the factory returns a new
     :class:`MultiTurnToolEnv` (TRL makes one per concurrent rollout and reuses them across batches),
@@ -89,7 +90,16 @@ share are in :mod:`oat_env.integrations.trl_common`.
       that ends before the episode does (no correct answer, fewer than ``max_turns`` attempts) is a
       failure and adds ``failure_reward``.
 
-    The factory counts ``verifier_calls`` over all its instances and has ``env`` and ``close()``.
+    * With ``python_tool=True`` the instances are :class:`PythonToolEnv`: a second tool
+      ``run_python(code: str) -> str`` runs the code in :func:`oat_env.sandbox.run_python` (fresh
+      sandbox per call, the limits of :class:`~oat_env.envs.tools.PythonToolWrapper`, set with
+      ``python_tool_kwargs``: ``max_tool_calls`` per episode, ``timeout_s``, ``memory_mb``,
+      ``max_output_chars``, ``sandbox_kwargs``) and returns its output as the wrapper would show it; it
+      grades nothing and costs no verifier call. Code that cannot run (NUL, lone surrogates) returns
+      the reason, never raises; past ``max_tool_calls`` it returns a refusal.
+
+    The factory counts ``verifier_calls`` and ``tool_calls`` over all its instances and has ``env``
+    and ``close()``.
     TRL needs a tokenizer whose chat template renders tool calls and a response parser
     (``trl.chat_template_utils.add_response_schema``); see TRL's GRPO docs.
 
@@ -122,7 +132,12 @@ from oat_env.integrations.trl_common import (
     _prompt_text,
     _to_trl_prompt,
 )
-from oat_env.integrations.trl_tools import MultiTurnEnvFactory, MultiTurnToolEnv, environment_factory
+from oat_env.integrations.trl_tools import (
+    MultiTurnEnvFactory,
+    MultiTurnToolEnv,
+    PythonToolEnv,
+    environment_factory,
+)
 from oat_env.oracles.base import BradleyTerryPreference, OracleResult
 
 if TYPE_CHECKING:
@@ -132,6 +147,7 @@ __all__ = [
     "EnvReward",
     "MultiTurnEnvFactory",
     "MultiTurnToolEnv",
+    "PythonToolEnv",
     "environment_factory",
     "prompt_dataset",
     "reward_function",
