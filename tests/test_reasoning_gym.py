@@ -274,3 +274,28 @@ def test_oat_env_imports_and_registers_without_reasoning_gym():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=subprocess_env())
     assert out.returncode == 0, out.stderr
     assert "ImportError:" in out.stdout and "pip install reasoning-gym" in out.stdout
+
+
+def test_training_loops_evaluation_dumps_a_mixture_with_per_task_metrics(tmp_path):
+    """The loops' held-out evaluation on a reasoning-gym mixture: ``by_task`` (a dict, not a per-item array) becomes
+    ``eval/by_task/<task>/<metric>`` and the sample dump keeps every per-item field (it raised ``KeyError`` before)."""
+    from oat_agents.loop import LoopConfig, evaluate
+
+    env = gym.make_vec("oat/ReasoningGym-v0", num_envs=2, task=["leg_counting", "basic_arithmetic"], eval_size=6)
+    records = env.unwrapped.task.source.eval_records(6)
+
+    class GoldAnswersOnOddItems:
+        def generate_greedy(self, prompts):
+            return [f"<answer>{json.loads(r.answer)['answer']}</answer>" if i % 2 else "no idea"
+                    for i, r in enumerate(records)]
+
+    metrics = evaluate(env, GoldAnswersOnOddItems(), LoopConfig(num_eval_prompts=6), queries=0, dump_dir=tmp_path)
+    assert metrics["eval/accuracy"] == pytest.approx(0.5)
+    tasks = {k.split("/")[2] for k in metrics if k.startswith("eval/by_task/")}
+    assert tasks == {"leg_counting", "basic_arithmetic"}
+    counts = sum(metrics[f"eval/by_task/{t}/num_prompts"] for t in tasks)
+    assert counts == 6
+    (dump,) = tmp_path.glob("queries_*.json")
+    samples = json.loads(dump.read_text())["samples"]
+    assert [s["correct"] for s in samples] == [False, True] * 3 and all("task" not in s or s["task"] for s in samples)
+    env.close()
