@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from oat_agents.algorithms.logprobs import position_ids
 from oat_agents.algorithms.pg import last_token_index, value_loss
 
 
@@ -53,8 +54,8 @@ class Critic(nn.Module):
                 f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} "
                 "must both be (B, L)"
             )
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                            position_ids=position_ids(attention_mask))
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
         return self.head(hidden.float()).squeeze(-1)
 

@@ -81,9 +81,8 @@ def ld_margins(agent: DAPAgent, pairs: list[PreferencePair], alpha: float) -> to
         [p.prompt_ids for p in pairs] * 2, [p.chosen_ids for p in pairs] + [p.rejected_ids for p in pairs],
         agent.pad_token_id,
     )
-    mask = resp[:, 1:]
-    tokens = torch.where(mask, agent.learner.policy_logps(ids, attn), torch.zeros(()))
-    chosen, rejected = length_desensitized_logps(tokens[:b], tokens[b:], mask[:b], mask[b:], alpha)
+    tokens = agent.learner.policy_logps(ids, attn, response_mask=resp)  # (2B, L), 0 off the response
+    chosen, rejected = length_desensitized_logps(tokens[:b], tokens[b:], resp[:b], resp[b:], alpha)
     return chosen - rejected
 
 

@@ -207,7 +207,9 @@ def test_lora_sync_is_merged(stage):
     ref = tiny_llama()
     ref.eval()
     x_logits = ref(input_ids=x).logits[:, :-1].log_softmax(-1).gather(-1, x[:, 1:, None]).squeeze(-1)
-    torch.testing.assert_close(eng.ref_logps(x), x_logits, atol=1e-5, rtol=1e-4)
+    ref_logps = eng.ref_logps(x)  # (B, L), aligned with x: entry t scores x[:, t]
+    assert ref_logps.shape == x.shape and (ref_logps[:, 0] == 0).all()
+    torch.testing.assert_close(ref_logps[:, 1:], x_logits, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("stage,offload", [(0, True), (3, False)])
@@ -217,7 +219,12 @@ def test_ref_logps(stage, offload):
     x = batch()
     mask = torch.ones_like(x)
     r0 = eng.ref_logps(x, mask)
-    assert r0.shape == (2, x.shape[1] - 1) and not r0.requires_grad and (r0 <= 0).all()
+    assert r0.shape == x.shape and not r0.requires_grad and (r0 <= 0).all() and (r0[:, 0] == 0).all()
+    response = torch.zeros_like(x, dtype=torch.bool)
+    response[:, -2:] = True  # masked: 0 off the response, the same values on it
+    masked = eng.ref_logps(x, mask, response_mask=response)
+    assert (masked[~response] == 0).all()
+    torch.testing.assert_close(masked[response], r0[response])
     torch.testing.assert_close(r0, eng.policy_logps(x, mask), atol=1e-5, rtol=1e-4)
     for _ in range(3):
         eng.train_step(lm_loss, x)

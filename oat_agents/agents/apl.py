@@ -110,9 +110,8 @@ class APLAgent(DAPAgent):
         input_ids, attention, response_mask = collate_responses(
             prompts, responses, self.pad_token_id, self.config.max_seq_length
         )
-        mask = response_mask[:, 1:].to(self.learner.device)
-        policy = (self.learner.policy_logps(input_ids, attention) * mask).sum(-1)
-        ref = (self.learner.ref_logps(input_ids, attention) * mask).sum(-1)
+        policy = self.learner.policy_logps(input_ids, attention, response_mask=response_mask).sum(-1)  # (B·K,)
+        ref = self.learner.ref_logps(input_ids, attention, response_mask=response_mask).sum(-1)
         return policy.reshape(-1, k).cpu(), ref.reshape(-1, k).cpu()
 
     def act(self, prompts: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -188,10 +188,7 @@ class DAPAgent:
         )
         ref_sum = ref_tokens = None
         if dap.loss_type != "simpo":
-            ref = self.learner.ref_logps(input_ids, attention_mask)  # [2B, L-1], predicts ids[:, 1:]
-            # Shift into the layout of policy_tokens, so both share response_mask.
-            ref_tokens = torch.cat([torch.zeros_like(ref[:, :1]), ref], dim=1)
-            ref_tokens = torch.where(response_mask, ref_tokens, torch.zeros_like(ref_tokens))
+            ref_tokens = self.learner.ref_logps(input_ids, attention_mask, response_mask=response_mask)  # (2B, L)
             ref_sum = ref_tokens.sum(-1)
         token_logps = None
         if dap.loss_type == "lr_dpo":

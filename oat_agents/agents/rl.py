@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from oat_agents.agents.batching import accumulation_chunks, collate_responses
-from oat_agents.algorithms.logprobs import gather_token_logps
+from oat_agents.algorithms.logprobs import token_logprobs
 from oat_agents.algorithms.pg import (
     GROUP_ESTIMATORS,
     PGConfig,
@@ -58,7 +58,6 @@ from oat_agents.algorithms.pg import (
     discounted_turn_returns,
     masked_mean,
     pg_loss,
-    token_entropy,
 )
 from oat_agents.policies.base import Generations, SamplingParams
 
@@ -338,27 +337,17 @@ class RLAgent:
 
     def _forward(self, batch: dict[str, torch.Tensor], with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-token learner log-probs ``(B, L)`` (0 off the response) and optionally entropies."""
-        ids, attn, resp = batch["input_ids"], batch["attention_mask"], batch["response_mask"]
-        position_ids = (attn.long().cumsum(-1) - 1).clamp(min=0)
-        logits = self.learner.engine(input_ids=ids, attention_mask=attn, position_ids=position_ids).logits
-        shifted = logits[:, :-1]
-        logps = gather_token_logps(shifted, ids[:, 1:], self.config.temperature)
-        logps = torch.cat([torch.zeros_like(logps[:, :1]), logps], dim=1)
-        logps = torch.where(resp, logps, torch.zeros_like(logps))
-        entropy = None
-        if with_entropy:
-            with torch.set_grad_enabled(torch.is_grad_enabled() and self.pg.entropy_coef > 0):
-                ent = token_entropy(shifted.float() / self.config.temperature)
-            entropy = torch.cat([torch.zeros_like(ent[:, :1]), ent], dim=1)
-        return logps, entropy
+        return token_logprobs(  # (B, L) each, at the sampling temperature (the sampler's log-probs are too)
+            self.learner.engine, batch["input_ids"], batch["attention_mask"], self.config.temperature,
+            batch["response_mask"], with_entropy=with_entropy, entropy_grad=self.pg.entropy_coef > 0,
+        )
 
     def _ref_logps(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         # At the sampling temperature, like the policy and sampler log-probs: k1/k3 are 0 when π = π_ref.
-        ref = self.learner.ref_logps(  # (B, L-1), predicts ids[:, 1:]
-            batch["input_ids"], batch["attention_mask"], temperature=self.config.temperature
+        return self.learner.ref_logps(  # (B, L), 0 off the response
+            batch["input_ids"], batch["attention_mask"], temperature=self.config.temperature,
+            response_mask=batch["response_mask"],
         )
-        ref = torch.cat([torch.zeros_like(ref[:, :1]), ref], dim=1)
-        return torch.where(batch["response_mask"], ref, torch.zeros_like(ref))
 
     def _chunks(self, idx: np.ndarray) -> list[np.ndarray]:
         gas = int(self.learner.config.gradient_accumulation_steps)

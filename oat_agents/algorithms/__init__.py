@@ -1,4 +1,5 @@
-"""Training objectives: direct alignment from preferences (``dap``) and sequence log-prob helpers."""
+"""Training objectives: direct alignment from preferences (``dap``), policy gradient (``pg``), SFT, and the one
+log-prob convention every agent, learner and reference uses (``logprobs``)."""
 
 from oat_agents.algorithms.dap import (
     LOSS_TYPES,
@@ -11,7 +12,13 @@ from oat_agents.algorithms.dap import (
     simpo_losses,
     slic_losses,
 )
-from oat_agents.algorithms.logprobs import gather_token_logps, sequence_logprobs
+from oat_agents.algorithms.logprobs import (
+    gather_token_logps,
+    position_ids,
+    sequence_logprobs,
+    token_entropy,
+    token_logprobs,
+)
 from oat_agents.algorithms.pg import (
     ADVANTAGE_ESTIMATORS,
     Advantages,
@@ -32,7 +39,10 @@ __all__ = [
     "gather_token_logps",
     "ipo_losses",
     "length_desensitized_logps",
+    "position_ids",
     "sequence_logprobs",
+    "token_entropy",
+    "token_logprobs",
     "simpo_losses",
     "slic_losses",
     "ADVANTAGE_ESTIMATORS",

@@ -1,11 +1,21 @@
-r"""Sequence log-probabilities of response tokens under a causal LM, in one forward pass.
+r"""THE log-prob convention of oat_agents: per-token log-probabilities of a causal LM, in one forward pass.
 
-For a batch of token sequences ``x`` (prompt + response, any padding) and a ``response_mask`` marking
-response positions, position ``t`` gets ``log p_θ(x_t | x_{<t}) = log softmax(f_θ(x_{<t}) / T)[x_t]``
-where ``T`` is an optional temperature (``T = 1`` is the model's own distribution). Only positions with
-``response_mask[t] = True`` count; ``response_mask[:, 0]`` must be False (nothing predicts the first
-token). Position ids follow the attention mask (``cumsum − 1``) so left- and right-padded batches give
-the same log-probs as unpadded ones, matching what ``generate`` uses.
+Every log-prob the agents compute -- the learner's policy, the frozen reference, PPO's old log-probs, APL's
+candidate scores, the DAP losses' sequence sums -- comes from :func:`token_logprobs` (or
+:func:`sequence_logprobs`, its masked sum). One shape convention:
+
+* ``out[b, t] = log p_θ(x_t | x_{<t}) = log softmax(f_θ(x_{<t}) / T)[x_t]``, shape ``(B, L)``, **aligned with
+  ``input_ids``** (the log-prob of the token at ``t``, not of the token after it); ``out[:, 0] = 0`` (nothing
+  predicts the first token) and, with a ``response_mask``, 0 off the response;
+* ``T`` is an explicit argument, never implicit: ``T = 1`` is the model's own distribution; log-probs that are
+  compared with a sampler's (importance ratios, KL to the reference in RL) use the sampling temperature;
+* position ids follow the attention mask (``cumsum − 1``, :func:`position_ids`), so left- and right-padded
+  batches give the log-probs of the unpadded sequences, as ``generate`` does;
+* computed in float32 as ``logit − logsumexp`` (:func:`gather_token_logps`).
+
+``response_mask[:, 0]`` must be False. Chosen and rejected responses go through the model as one batch:
+concatenate them along the batch axis (pad to a common length) and split the outputs, e.g.
+``sum_logps[:B], sum_logps[B:]``.
 
 Chosen and rejected responses go through the model as one batch: concatenate them along the batch
 axis (pad to a common length) and split the outputs, e.g. ``sum_logps[:B], sum_logps[B:]``.
@@ -26,6 +36,65 @@ def gather_token_logps(logits: torch.Tensor, targets: torch.Tensor, temperature:
         logits = logits / temperature
     picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Per-position entropy ``H = −Σ_v p_v log p_v = logsumexp(z) − Σ_v p_v z_v`` of ``softmax(logits)``,
+    computed in float32. ``logits``: ``(..., V)`` → ``(...)``."""
+    z = logits.float()
+    p = torch.softmax(z, dim=-1)
+    return torch.logsumexp(z, dim=-1) - (p * z).sum(-1)
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``(B, L)`` position ids that skip padding: ``cumsum(mask) − 1`` (0 on leading pads). Every forward pass of
+    a model over a padded batch (log-probs, the critic, the ERM's features) uses these."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def token_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    response_mask: torch.Tensor | None = None,
+    with_entropy: bool = False,
+    entropy_grad: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs ``(B, L)`` aligned with ``input_ids`` (module docstring), one forward pass.
+
+    Args:
+        model: a causal LM returning ``.logits`` ``(B, L, V)`` (a DeepSpeed engine wrapping one works too).
+        input_ids: ``(B, L)`` token ids.
+        attention_mask: ``(B, L)`` 1 for real tokens, 0 for padding (default: all real).
+        temperature: divide the logits by this before the softmax.
+        response_mask: ``(B, L)`` bool; when given, positions where it is False are 0.
+        with_entropy: also return the entropy ``(B, L)`` of the tempered next-token distribution that predicts
+            ``x_t`` (same alignment, same masking).
+        entropy_grad: whether the entropy keeps its graph (False saves memory when it is only logged).
+
+    Returns:
+        ``(logps, entropy)``; ``entropy`` is None unless ``with_entropy``. Gradients flow as the model's do.
+    """
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask)).logits
+    shifted = logits[:, :-1]  # (B, L-1, V): logits[:, t] predicts input_ids[:, t + 1]
+    logps = gather_token_logps(shifted, input_ids[:, 1:], temperature)  # (B, L-1)
+    logps = torch.cat([torch.zeros_like(logps[:, :1]), logps], dim=1)  # (B, L): aligned with input_ids
+    entropy = None
+    if with_entropy:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
+            ent = token_entropy(shifted.float() / temperature)  # (B, L-1)
+        entropy = torch.cat([torch.zeros_like(ent[:, :1]), ent], dim=1)  # (B, L)
+    if response_mask is not None:
+        keep = response_mask.bool()
+        logps = torch.where(keep, logps, torch.zeros_like(logps))
+        if entropy is not None:
+            entropy = torch.where(keep, entropy, torch.zeros_like(entropy))
+    return logps, entropy
 
 
 def sequence_logprobs(
@@ -64,11 +133,5 @@ def sequence_logprobs(
     if bool((response_mask & ~attention_mask.bool()).any()):
         raise ValueError("response_mask marks padding positions (attention_mask == 0)")
 
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
-    # logits[:, t] predicts input_ids[:, t + 1].
-    shifted = gather_token_logps(logits[:, :-1], input_ids[:, 1:], temperature)
-    target_mask = response_mask[:, 1:]
-    shifted = torch.where(target_mask, shifted, torch.zeros_like(shifted))
-    per_token = torch.cat([torch.zeros_like(shifted[:, :1]), shifted], dim=1)
+    per_token, _ = token_logprobs(model, input_ids, attention_mask, temperature, response_mask)  # (B, L)
     return per_token.sum(-1), response_mask.sum(-1), per_token

@@ -64,6 +64,8 @@ from typing import Literal, NamedTuple
 
 import torch
 
+from oat_agents.algorithms.logprobs import token_entropy
+
 AdvantageEstimator = Literal["ppo", "grpo", "dr_grpo", "reinforce", "rloo"]
 LossAgg = Literal["token_mean", "seq_mean_token_mean", "constant"]
 KLMode = Literal["loss", "reward", "none"]
@@ -263,14 +265,6 @@ def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     The log-ratio is clamped to ±20 so a far-off token cannot overflow ``exp``."""
     log_ratio = (ref_logprobs - logprobs).clamp(-20.0, 20.0)
     return torch.exp(log_ratio) - log_ratio - 1.0
-
-
-def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Per-position entropy ``H = −Σ_v p_v log p_v = logsumexp(z) − Σ_v p_v z_v`` of ``softmax(logits)``,
-    computed in float32. ``logits``: ``(..., V)`` → ``(...)``."""
-    z = logits.float()
-    p = torch.softmax(z, dim=-1)
-    return torch.logsumexp(z, dim=-1) - (p * z).sum(-1)
 
 
 def tis_weights(

@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import torch
 
+from oat_agents.algorithms.logprobs import position_ids
+
 Pooling = Literal["last", "mean"]
 SentenceMode = Literal["prompt_response", "response", "concat"]
 
@@ -167,7 +169,7 @@ class HiddenStateFeatures(FeatureExtractor):
         input_ids, attention = input_ids.to(self.device), attention.to(self.device)
         kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention}
         if self._takes_position_ids():
-            kwargs["position_ids"] = (attention.cumsum(-1) - 1).clamp(min=0)
+            kwargs["position_ids"] = position_ids(attention)
         hidden = self.backbone(**kwargs).last_hidden_state.float()  # (n, L, H)
         if self.pooling == "last":
             last = attention.sum(-1) - 1

@@ -2,7 +2,7 @@
 
 from .checkpoint import CheckpointManager, latest_tag, load_checkpoint, save_checkpoint
 from .dist import barrier, init_distributed, is_main_process, world_size
-from .engine import LearnerConfig, LearnerEngine, seed_everything, token_logps
+from .engine import LearnerConfig, LearnerEngine, seed_everything
 from .schedules import constant_multiplier, cosine_multiplier, make_lr_lambda
 
 __all__ = [
@@ -19,6 +19,5 @@ __all__ = [
     "make_lr_lambda",
     "save_checkpoint",
     "seed_everything",
-    "token_logps",
     "world_size",
 ]

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from oat_agents.algorithms.logprobs import token_logprobs
+
 from . import dist
 from .schedules import SCHEDULES, make_lr_lambda
 
@@ -138,28 +140,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def token_logps(
-    model: Callable[..., Any],
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    temperature: float = 1.0,
-) -> torch.Tensor:
-    """Per-token log-probabilities ``log softmax(z / T)[x_t]`` of a causal LM, shape ``[B, T-1]``.
-
-    Entry ``[b, t]`` scores token ``input_ids[b, t+1]`` from the logits at position ``t``; computed in
-    fp32 as ``logit[y] - logsumexp(logits)`` after dividing by ``temperature`` (``T = 1``: the model's own
-    distribution; a sampler's ``T`` to compare with its log-probs). Mask padding/prompt positions yourself.
-    """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    logits = out.logits[:, :-1].float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    targets = input_ids[:, 1:].unsqueeze(-1)
-    return logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def _is_lora_layer(module: nn.Module) -> bool:
@@ -409,11 +389,14 @@ class LearnerEngine:
     # ------------------------------------------------------------------ reference
     @torch.no_grad()
     def ref_logps(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, temperature: float = 1.0
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, temperature: float = 1.0,
+        response_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Per-token reference log-probs ``[B, T-1]`` at ``temperature`` (see :func:`token_logps`) on the
-        engine's device. A KL to the reference must use the temperature of the policy log-probs it is
-        compared with (RL: the sampling temperature), or it is non-zero even when policy = reference.
+        """Per-token reference log-probs ``(B, L)`` at ``temperature``, on the engine's device, in the one
+        convention of :func:`oat_agents.algorithms.logprobs.token_logprobs` (aligned with ``input_ids``; 0 at
+        position 0 and, with ``response_mask``, off the response). A KL to the reference must use the temperature
+        of the policy log-probs it is compared with (RL: the sampling temperature), or it is non-zero even when
+        policy = reference.
 
         Uses ``ref_model`` if given, else (LoRA) the base model with adapters disabled.
         """
@@ -424,28 +407,26 @@ class LearnerEngine:
             self.engine.eval()
             try:
                 with self.module.disable_adapter():
-                    return token_logps(
-                        self.engine, input_ids.to(self.device), _maybe_to(attention_mask, self.device), temperature
-                    )
+                    return token_logprobs(self.engine, input_ids.to(self.device), _maybe_to(attention_mask, self.device),
+                                          temperature, _maybe_to(response_mask, self.device))[0]
             finally:
                 self.engine.train(was_training)
         ref_device = torch.device(
             getattr(self.ref_model, "device", None) or next(self.ref_model.parameters()).device
         )
-        logps = token_logps(
-            self.ref_model, input_ids.to(ref_device), _maybe_to(attention_mask, ref_device), temperature
-        )
+        logps, _ = token_logprobs(self.ref_model, input_ids.to(ref_device), _maybe_to(attention_mask, ref_device),
+                                  temperature, _maybe_to(response_mask, ref_device))
         return logps.to(self.device)
 
     @torch.no_grad()
     def policy_logps(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, temperature: float = 1.0
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, temperature: float = 1.0,
+        response_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Per-token log-probs ``[B, T-1]`` of the current policy at ``temperature``, without gradient
-        (e.g. PPO old logps)."""
-        return token_logps(
-            self.engine, input_ids.to(self.device), _maybe_to(attention_mask, self.device), temperature
-        )
+        """Per-token log-probs ``(B, L)`` of the current policy at ``temperature``, without gradient (e.g. PPO old
+        log-probs); the convention of :meth:`ref_logps`."""
+        return token_logprobs(self.engine, input_ids.to(self.device), _maybe_to(attention_mask, self.device),
+                              temperature, _maybe_to(response_mask, self.device))[0]
 
     # ------------------------------------------------------------------ weights out
     def hf_model(self) -> nn.Module:
