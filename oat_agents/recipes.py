@@ -11,6 +11,8 @@ held-out problems never drawn in training), and learns online:
 ``sea``        SEA (BAI-TS over a 10-member ERM, 4 candidates) on the demo's task, 32,768 queries
 ``trl_grpo``   TRL's own ``GRPOTrainer`` (Dr.GRPO loss) on ``oat/Arithmetic-v0`` through
                ``oat_env.integrations.trl`` (``prompt_dataset`` + ``reward_function``), 256 steps × 128
+``reasoning_gym``  Dr.GRPO on ``oat/ReasoningGym-v0`` (reasoning-gym's ``basic_arithmetic``, two one-digit
+               terms, scored by reasoning-gym's own ``score_answer``), 16,384 queries
 =============  ==========================================================================================
 
 :func:`run_recipe` runs one seed and returns a :class:`RecipeResult`: the held-out headline metric at every
@@ -41,9 +43,14 @@ import numpy as np
 ARITHMETIC = {"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare", "eval_fraction": 0.4}
 MULTITURN = {**ARITHMETIC, "max_turns": 3, "feedback_wrong": "wrong", "feedback_unformatted": "wrong"}
 NUM_EVAL_PROMPTS = 33  # all the held-out single-digit problems
-RECIPES: tuple[str, ...] = ("demo", "dr_grpo", "multiturn", "sea", "trl_grpo")
+# reasoning-gym's "Calculate 5 + -3." (two one-digit terms, + only, negatives allowed: answers -18..18);
+# the held-out prompts are items of a disjoint generator-seed range (oat_env.integrations.reasoning_gym).
+REASONING_GYM = {"task": "basic_arithmetic", "template": "plain", "reward": "binary", "eval_size": 64,
+                 "task_config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, "operators": ["+"],
+                                 "allow_parentheses": False}}
+RECIPES: tuple[str, ...] = ("demo", "dr_grpo", "multiturn", "sea", "trl_grpo", "reasoning_gym")
 HEADLINE = {"demo": "eval/accuracy", "dr_grpo": "eval/accuracy", "multiturn": "eval/success_rate",
-            "sea": "eval/accuracy", "trl_grpo": "eval/accuracy"}
+            "sea": "eval/accuracy", "trl_grpo": "eval/accuracy", "reasoning_gym": "eval/accuracy"}
 
 
 # The distribution over seeds of each recipe's headline metric, as ``oat-bench seeds --recipe NAME`` printed it
@@ -71,6 +78,10 @@ MEASURED: dict[str, dict[str, Any]] = {
                  "machine": _MACHINE, "start": (0.406, 0.117, 0.212, 0.576), "final": (0.656, 0.087, 0.530, 0.803),
                  "gain": (0.250, 0.178, 0.015, 0.591), "train_first": (0.381, 0.017, 0.361, 0.422),
                  "train_last": (0.595, 0.025, 0.551, 0.623)},
+    "reasoning_gym": {"seeds": 10, "command": "oat-bench seeds --recipe reasoning_gym --seeds 0 1 2 3 4 5 6 7 8 9",
+                      "machine": _MACHINE, "start": (0.330, 0.134, 0.141, 0.547), "final": (0.529, 0.163, 0.164, 0.750),
+                      "gain": (0.199, 0.108, 0.023, 0.383), "train_first": (0.209, 0.077, 0.108, 0.375),
+                      "train_last": (0.387, 0.105, 0.127, 0.524)},
 }
 
 
@@ -172,6 +183,45 @@ def run_single_turn(seed: int, log_dir: str, queries: int = 16384, warmup_steps:
     ))
     config = LoopConfig(total_queries=queries, eval_query_interval=max(queries // 8, 1),
                         num_eval_prompts=NUM_EVAL_PROMPTS, log_dir=log_dir, seed=seed, progress=progress)
+    return run_online_rl(env, agent, config)
+
+
+class _ReasoningGymAnswers:
+    """The SFT warm-up's view of a reasoning-gym prompt source: records whose ``reference`` is the plain answer
+    (the env's records carry a JSON reference to the reasoning-gym entry instead)."""
+
+    def __init__(self, source: Any):
+        self.source = source
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        import dataclasses
+
+        record = self.source.sample(rng)
+        return dataclasses.replace(record, reference=str(json.loads(record.answer)["answer"]))
+
+
+def run_reasoning_gym(seed: int, log_dir: str, queries: int = 16384, warmup_steps: int = 150,
+                      progress: bool = False) -> Any:
+    """Dr.GRPO on oat/ReasoningGym-v0 (:data:`REASONING_GYM`), as :func:`run_single_turn`: 16 prompts × group of 8
+    per round, 2 epochs × 2 mini-batches, lr 3e-4; the tiny Llama is SFT-warmed on the env's training items."""
+    from oat_agents.agents.rl import RLAgent, RLAgentConfig
+    from oat_agents.algorithms.pg import PGConfig
+    from oat_agents.learners import init_distributed
+    from oat_agents.loop import LoopConfig
+    from oat_agents.rl_loop import make_grouped_vec, run_online_rl
+
+    init_distributed()
+    num_prompts, group = 16, 8
+    env = make_grouped_vec("oat/ReasoningGym-v0", num_prompts=num_prompts, group_size=group, dataset_seed=seed,
+                           **REASONING_GYM)
+    policy, learner, _ = tiny_policy_and_learner(_ReasoningGymAnswers(env.unwrapped.task.source), seed,
+                                                 warmup_steps, 3e-4, num_prompts * group, progress)
+    agent = RLAgent(policy, learner, RLAgentConfig(
+        num_samples=group, temperature=1.0, max_new_tokens=4, max_seq_length=32, learn_epochs=2,
+        num_mini_batches=2, seed=seed, pg=PGConfig(advantage_estimator="dr_grpo", loss_agg="constant"),
+    ))
+    config = LoopConfig(total_queries=queries, eval_query_interval=max(queries // 8, 1),
+                        num_eval_prompts=REASONING_GYM["eval_size"], log_dir=log_dir, seed=seed, progress=progress)
     return run_online_rl(env, agent, config)
 
 
@@ -294,6 +344,10 @@ def run_recipe(recipe: str, seed: int, log_dir: str, progress: bool = False) -> 
         _, success = training_curve(log_dir, "actor/episode_success")
         extra["train_first"], extra["train_last"] = first_last(success, max(len(success) // 4, 1))
         extra["accuracy_le_success"] = float(all(e["eval/accuracy"] <= e["eval/success_rate"] for e in evals))
+    elif recipe == "reasoning_gym":
+        evals = run_reasoning_gym(seed, log_dir, progress=progress).evals
+        _, train_accuracy = training_curve(log_dir, "actor/accuracy")
+        extra["train_first"], extra["train_last"] = first_last(train_accuracy, 8)
     elif recipe == "trl_grpo":
         evals, train_reward = run_trl_grpo(seed, log_dir)
         extra["train_first"], extra["train_last"] = first_last(train_reward, 2)

@@ -116,3 +116,45 @@ def test_sea_policy_learns_over_seeds(tmp_path):
     regret = [(r["extra"]["anytime_regret_start"], r["extra"]["anytime_regret_final"]) for r in runs]
     assert np.mean([b for _, b in regret]) <= 0.75 * np.mean([a for a, _ in regret]), regret
     assert all(r["queries"][-1] == 32768 for r in runs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_trl_grpo_learns_through_our_env_over_seeds(tmp_path):
+    """TRL's own ``GRPOTrainer`` (Dr.GRPO loss) from the SFT-warmed tiny Llama, fed by our env through
+    ``oat_env.integrations.trl`` (``prompt_dataset`` + ``reward_function``), 256 steps × 128 completions, on 6 seeds.
+
+    Measured over 10 seeds: held-out greedy accuracy start 0.41 ± 0.12 [0.21, 0.58], final 0.66 ± 0.09 [0.53, 0.80],
+    gain +0.25 ± 0.18 [+0.02, +0.59] (8/10 seeds gain >= 0.10); the mean sampled training reward TRL logs (first/last
+    two of 16 logs) 0.38 ± 0.02 → 0.60 ± 0.03, a gain of +0.18 to +0.25 on every seed.
+    Asserted: mean held-out gain >= 0.05 (s.e. of a 6-seed mean ≈ 0.073: 2.7 s.e. below) and every seed's training
+    reward rises by >= 0.10. ~2 min on 2 cores (it took over 10 minutes before the workers pinned OMP_NUM_THREADS:
+    accelerate gave each worker one torch thread per physical core, see ``oat_agents.parallel.setup_process``).
+    """
+    pytest.importorskip("trl")
+    runs = run_seeds("trl_grpo", seeds(6), str(tmp_path))
+    assert np.mean([r["gain"] for r in runs]) >= 0.05, gains(runs)
+    train = [(round(r["extra"]["train_first"], 3), round(r["extra"]["train_last"], 3)) for r in runs]
+    assert all(last >= first + 0.10 for first, last in train), train
+    assert all(len(r["values"]) == 5 and r["queries"][-1] == 256 * 128 for r in runs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_dr_grpo_learns_on_a_reasoning_gym_task_over_seeds(tmp_path):
+    """Dr.GRPO on ``oat/ReasoningGym-v0`` (reasoning-gym's ``basic_arithmetic``: "Calculate 5 + -3.", two one-digit
+    terms; rewards from reasoning-gym's own ``score_answer``; 64 held-out items from a disjoint seed range), 16,384
+    completions from a 150-step SFT warm start, on 4 seeds.
+
+    Measured over 10 seeds: held-out accuracy start 0.33 ± 0.13 [0.14, 0.55], final 0.53 ± 0.16 [0.16, 0.75], gain
+    +0.20 ± 0.11 [+0.02, +0.38] (9/10 seeds gain >= 0.10); sampled training accuracy (first/last 8 rounds) rises by
+    +0.15 to +0.23 on 9 seeds, +0.02 on the tenth (seed 4, whose warm start is the weakest, 0.14).
+    Asserted: mean held-out gain >= 0.06 (s.e. of a 4-seed mean ≈ 0.054: 2.6 s.e. below) and >= 3 of 4 seeds' training
+    accuracy rises by >= 0.08. ~2 min on 2 cores.
+    """
+    pytest.importorskip("reasoning_gym")
+    runs = run_seeds("reasoning_gym", seeds(4), str(tmp_path))
+    assert np.mean([r["gain"] for r in runs]) >= 0.06, gains(runs)
+    train = [(round(r["extra"]["train_first"], 3), round(r["extra"]["train_last"], 3)) for r in runs]
+    assert sum(last >= first + 0.08 for first, last in train) >= 3, train
+    assert all(len(r["values"]) == 9 and r["queries"][-1] == 16384 for r in runs)
