@@ -132,7 +132,8 @@ def test_adversarial_inputs_are_wrong_within_timeout(pool):
                  "x" * 1_000_000, "\\boxed{" + "1+" * 400 + "1}", "\\boxed{(1)" * 10_000]
     results = grade_batch(responses, ["3"] * len(responses), pool=pool, timeout_s=2)
     assert not any(r.correct for r in results)
-    assert results[0].timed_out and pool.restarts == restarts + 1
+    # The tower must time out (and cost a respawn); on loaded cores another item may too, so count at least one.
+    assert results[0].timed_out and pool.restarts >= restarts + 1
     # The respawned worker still grades.
     assert grade("\\boxed{\\frac{2}{4}+x}", "x+0.5", pool=pool, timeout_s=10).correct
 

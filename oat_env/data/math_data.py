@@ -28,12 +28,14 @@ MATH_TEMPLATES = {
         "<answer> answer here </answer>.\nUser: {question}\nAssistant: <think>"
     ),
 }
-# Where each template asks the model to put its answer: the extractor tried first.
+# Where each template asks the model to put its answer: the extractor tried first (and the only one
+# with strict=True), then the rest of oat_env.grading.extract.MATH_ORDER (free-form, math-verify-style
+# extraction instead of the last number; order=[..., "last_number"] brings the old fallback back).
 TEMPLATE_EXTRACTORS = {
     "plain": None,
-    "boxed": ("boxed", "answer_tag", "answer_is", "gsm8k", "last_number"),
-    "qwen_math": ("boxed", "answer_tag", "answer_is", "gsm8k", "last_number"),
-    "r1": ("answer_tag", "boxed", "answer_is", "gsm8k", "last_number"),
+    "boxed": ("boxes", "answer_tag", "gsm8k", "freeform"),
+    "qwen_math": ("boxes", "answer_tag", "gsm8k", "freeform"),
+    "r1": ("answer_tag", "boxes", "gsm8k", "freeform"),
 }
 
 

@@ -6,7 +6,9 @@ Importing this package is cheap: sympy and math-verify are imported only inside 
 Main entry points:
 
 * :func:`grade_batch` / :func:`grade` -- verdicts (:class:`GradeResult`) for responses vs gold answers;
-* :func:`extract_answer` and the individual extractors;
+* :func:`extract_answer` and the individual extractors (:func:`freeform_answer`: math-verify-style
+  extraction from free text; :data:`MATH_ORDER` / :func:`math_order`: the MATH-style order);
+* :func:`rewrite_answer` -- one written form per meaning (calculator syntax, relations, matrices);
 * :func:`fast_equal`, :func:`normalize_answer`, :func:`parse_number`, :func:`parse_surd` -- the
   cheap exact path (no sympy, no eval);
 * :class:`GradingPool` -- worker processes with a hard per-task timeout;
@@ -26,19 +28,25 @@ from oat_env.grading.equivalence import (
 from oat_env.grading.exact import Surd, parse_surd
 from oat_env.grading.extract import (
     EXTRACTORS,
+    MATH_ORDER,
     answer_is,
     answer_tag,
+    boxed_answers,
     extract_answer,
     gsm8k_answer,
     last_boxed,
     last_number,
+    math_order,
     parse_integer,
 )
+from oat_env.grading.freeform import freeform_answer
 from oat_env.grading.normalize import normalize_answer, parse_number
 from oat_env.grading.pool import GradingPool, TaskOutcome, default_pool
+from oat_env.grading.rewrite import rewrite_answer
 
 __all__ = [
     "EXTRACTORS",
+    "MATH_ORDER",
     "GradeResult",
     "GradingPool",
     "Surd",
@@ -47,18 +55,22 @@ __all__ = [
     "VerdictCache",
     "answer_is",
     "answer_tag",
+    "boxed_answers",
     "clear_verdict_cache",
     "default_pool",
     "extract_answer",
     "fast_equal",
+    "freeform_answer",
     "gold_answer",
     "grade",
     "grade_batch",
     "gsm8k_answer",
     "last_boxed",
     "last_number",
+    "math_order",
     "normalize_answer",
     "parse_integer",
     "parse_number",
     "parse_surd",
+    "rewrite_answer",
 ]

@@ -26,7 +26,6 @@ than that tolerance could hide.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,12 +33,23 @@ from fractions import Fraction
 
 from oat_env.grading.cache import VerdictCache
 from oat_env.grading.exact import Surd, clearly_apart, parse_surd
-from oat_env.grading.extract import extract_answer, gsm8k_answer, last_boxed
+from oat_env.grading.extract import extract_answer, gsm8k_answer, last_boxed, math_order
 from oat_env.grading.normalize import has_percent, is_integer_literal, normalize_answer, parse_number
 from oat_env.grading.poly import parse_polynomial
+from oat_env.grading.rewrite import rewrite_answer
 
-# Answers longer than this, or nested deeper, are graded wrong without symbolic work.
-MAX_SYMBOLIC_CHARS = 1_000
+# The worker-side code lives in oat_env.grading.symbolic; the pool task name and preload module stay
+# "oat_env.grading.equivalence", so those names are re-exported here.
+from oat_env.grading.symbolic import (  # noqa: F401
+    MAX_SYMBOLIC_CHARS,
+    _check_safe_expression,
+    _install_parse_guard,
+    _parse_latex,
+    symbolic_equal,
+    worker_init,
+)
+
+# Answers longer than MAX_SYMBOLIC_CHARS, or nested deeper than this, are graded wrong without symbolic work.
 MAX_NESTING = 40
 DEFAULT_TIMEOUT_S = 5.0
 _SYMBOLIC_TASK = "oat_env.grading.equivalence:symbolic_equal"
@@ -288,7 +298,7 @@ def _structure_verdict(p: str, g: str) -> tuple[bool | None, str]:
     return None, ""
 
 
-def fast_equal(pred: str, gold: str) -> tuple[bool | None, str]:
+def fast_equal(pred: str, gold: str, decimal_comma: bool = True) -> tuple[bool | None, str]:
     """Decide ``pred ≡ gold`` cheaply: ``(True|False, reason)``, or ``(None, "")`` if undecided.
 
     Never evaluates anything. Decides: equal canonical strings; exact numbers (equal, or apart by
@@ -297,8 +307,12 @@ def fast_equal(pred: str, gold: str) -> tuple[bool | None, str]:
     a decimal clearly apart from such a form; tuples/intervals/sets element by element. Each rule
     only answers where math-verify's ``verify(parse(gold), parse(pred))`` is known to give the same
     verdict (checked against it in tests/test_grading_fastpath.py); anything else is undecided.
+    Both answers are first put in one written form (:func:`oat_env.grading.rewrite.rewrite_answer`:
+    calculator syntax, relations and intervals, assignment lists, matrix environments, choices).
+    ``decimal_comma``: see :func:`oat_env.grading.normalize.normalize_answer`.
     """
-    p, g = normalize_answer(pred), normalize_answer(gold)
+    pred, gold = rewrite_answer(pred), rewrite_answer(gold)
+    p, g = normalize_answer(pred, decimal_comma), normalize_answer(gold, decimal_comma)
     if not p or not g:
         return None, ""
     if p == g:
@@ -325,116 +339,17 @@ def fast_equal(pred: str, gold: str) -> tuple[bool | None, str]:
     return None, ""
 
 
-# ---------------------------------------------------------------------- symbolic path (worker side)
-_SAFE_NAMES = frozenset(
-    "pi E I oo nan zoo sqrt exp log ln sin cos tan cot sec csc asin acos atan sinh cosh tanh "
-    "Integer Rational Float Symbol Add Mul Pow Abs factorial binomial Interval FiniteSet Tuple "
-    "Matrix Eq Ne Lt Le Gt Ge And Or Not True False".split()
-)
-_SAFE_EXPR_RE = re.compile(r"^[A-Za-z0-9_\s.+\-*/^()\[\],=<>!]*$")
-_CALL_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
-
-
-def _check_safe_expression(text: str) -> None:
-    """Raise ``ValueError`` unless ``text`` is arithmetic that ``eval`` cannot turn into code execution.
-
-    Allowed: numbers, operators, brackets, and names; a name may only be *called* if it is a known
-    math function (:data:`_SAFE_NAMES`). No quotes, no attribute access (a ``.`` only inside
-    numbers), no dunders. (sympy itself parses bare names such as unit prefixes ``"yotta"``.)
-    """
-    if len(text) > MAX_SYMBOLIC_CHARS or not _SAFE_EXPR_RE.match(text) or "__" in text:
-        raise ValueError("refusing to evaluate a non-arithmetic string")
-    if re.search(r"[A-Za-z_)\]]\s*\.", text) or re.search(r"\.\s*[A-Za-z_]", text):
-        raise ValueError("refusing attribute access in an expression")
-    for match in _CALL_RE.finditer(text):
-        if match.group(1) not in _SAFE_NAMES:
-            raise ValueError(f"refusing call of unknown name {match.group(1)!r} in an expression")
-
-
-@functools.cache
-def _install_parse_guard() -> None:
-    """Make sympy's string parser (Python ``eval``) refuse anything but plain arithmetic.
-
-    Runs once per worker process; math-verify and latex2sympy hold their own references to
-    ``parse_expr``, so those are replaced too.
-    """
-    import sympy.parsing.sympy_parser as sympy_parser
-
-    original = sympy_parser.parse_expr
-
-    def guarded_parse_expr(s, *args, **kwargs):
-        if isinstance(s, str):
-            _check_safe_expression(s)
-        return original(s, *args, **kwargs)
-
-    sympy_parser.parse_expr = guarded_parse_expr
-    import sympy.parsing as sympy_parsing
-
-    sympy_parsing.parse_expr = guarded_parse_expr
-    for module_name in ("math_verify.parser", "latex2sympy2_extended.latex2sympy2"):
-        module = __import__(module_name, fromlist=["parse_expr"])
-        if hasattr(module, "parse_expr"):
-            module.parse_expr = guarded_parse_expr
-    import math_verify.parser as mv_parser
-
-    if hasattr(mv_parser, "parse_expr_cached"):
-        mv_parser.parse_expr_cached = functools.lru_cache(maxsize=20)(
-            lambda expr: guarded_parse_expr(expr, evaluate=False)
-        )
-
-
-def _braces_balanced(s: str) -> bool:
-    depth = 0
-    for ch in s:
-        depth += (ch == "{") - (ch == "}")
-        if depth < 0:
-            return False
-    return depth == 0
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_latex(answer: str) -> tuple:
-    """math-verify parse of one answer, LaTeX extractor only, no signal-based timeout."""
-    import logging
-
-    from math_verify import LatexExtractionConfig, parse
-
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
-    _install_parse_guard()
-    if not _braces_balanced(answer):
-        return ()
-    return tuple(
-        parse(
-            "\\boxed{" + answer + "}", extraction_config=[LatexExtractionConfig()],
-            parsing_timeout=None,
-        )
-    )
-
-
-def worker_init() -> None:
-    """Called once by each pool worker before it reports ready: pay import and grammar set-up now,
-    so they never count against a task's timeout."""
-    symbolic_equal("\\frac{1}{2}", "0.5")
-
-
-def symbolic_equal(
-    pred: str, gold: str, symmetric: bool = False, float_rounding: int = 6, numeric_precision: int = 15,
-) -> bool:
-    """math-verify equivalence of two extracted answers (run inside a pool worker).
-
-    ``verify(gold, pred)`` is asymmetric (e.g. a gold equation ``x = 2`` accepts ``2``). With
-    ``symmetric=True`` the pair is accepted if either direction verifies, so the relation is
-    symmetric by construction.
-    """
-    from math_verify import verify
-
-    g, p = _parse_latex(gold), _parse_latex(pred)
-    if not g or not p:
-        return False
-    kwargs = {"float_rounding": float_rounding, "numeric_precision": numeric_precision, "timeout_seconds": None}
-    if verify(list(g), list(p), **kwargs):
-        return True
-    return bool(symmetric and verify(list(p), list(g), **kwargs))
+# ---------------------------------------------------------------------- symbolic path (parent side)
+def _for_symbolic(answer: str, decimal_comma: bool) -> str:
+    """The form of an answer math-verify is given: rewritten, with a plain decimal-comma number or a
+    number with a unit reduced to its canonical number (math-verify would read ``1000,99`` as a list)."""
+    rewritten = rewrite_answer(answer)
+    if has_percent(rewritten):
+        return rewritten  # math-verify's own reading of percentages (50% is 0.5 and 50)
+    canonical = normalize_answer(rewritten, decimal_comma)
+    if canonical and parse_number(canonical) is not None:
+        return canonical
+    return rewritten
 
 
 # ---------------------------------------------------------------------- batched API
@@ -457,20 +372,26 @@ def grade_batch(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     pool=None,
     cache: VerdictCache | None = VERDICT_CACHE,
+    decimal_comma: bool = True,
 ) -> list[GradeResult]:
     """Grade ``predictions[i]`` (model responses) against ``golds[i]`` (gold answers or solutions).
 
     Args:
-        predictions: model responses; the answer is extracted with ``strict``/``order``.
+        predictions: model responses; the answer is extracted with ``strict``/``order``
+            (:func:`oat_env.grading.extract.math_order`).
         golds: gold answers (``"\\frac{1}{2}"``) or gold solutions ending in ``\\boxed{}``/``#### N``.
-        strict: only explicit answer formats count (no last-number fallback).
-        order: extractor order (keys of ``oat_env.grading.extract.EXTRACTORS``); overrides ``strict``.
+        strict: only the template's format counts: the first extractor of ``order``, or only
+            ``\\boxed{}``/``<answer>`` without ``order`` (no free-form extraction).
+        order: extractor order (keys of ``oat_env.grading.extract.EXTRACTORS``); default
+            :data:`~oat_env.grading.extract.MATH_ORDER` (boxes, ``<answer>``, ``####``, free-form).
         symmetric: accept if either ``verify(gold, pred)`` or ``verify(pred, gold)`` holds.
         timeout_s: hard wall-clock limit per symbolic check.
         pool: a :class:`~oat_env.grading.pool.GradingPool`; default the process-wide one, which
             is started only if some pair needs the symbolic check.
         cache: where symbolic verdicts are remembered across calls (default: the process-wide
             :data:`VERDICT_CACHE`; ``None`` disables it). Timeouts and errors are never cached.
+        decimal_comma: read unambiguous decimal commas (``0,111``, ``1000,99``, ``2,74 €``) as decimal
+            points, as math-verify does (default); ``False``: a comma is only a separator.
 
     Pairs the fast path cannot decide go to the pool once per distinct ``(answer, gold)`` in the
     batch (GRPO groups repeat answers), sorted by gold so that a worker's parse cache is reused.
@@ -478,19 +399,20 @@ def grade_batch(
     if len(predictions) != len(golds):
         raise ValueError(f"batch sizes differ: {len(predictions)} predictions, {len(golds)} golds")
     results: list[GradeResult | None] = [None] * len(predictions)
+    names = math_order(strict, order)
     deferred: dict[tuple[str, str], list[int]] = {}  # (answer, gold) -> indices waiting for it
     for i, (prediction, gold) in enumerate(zip(predictions, golds, strict=True)):
         if not isinstance(prediction, str):
             raise TypeError(f"predictions[{i}] must be a str, got {type(prediction).__name__}")
         gold_text = gold_answer(gold)
-        answer = extract_answer(prediction, strict=strict, order=order)
+        answer = extract_answer(prediction, order=names)
         if answer is None:
             results[i] = GradeResult(False, False, None, "no_answer")
             continue
         if (answer, gold_text) in deferred:
             deferred[(answer, gold_text)].append(i)
             continue
-        verdict, reason = fast_equal(answer, gold_text)
+        verdict, reason = fast_equal(answer, gold_text, decimal_comma)
         if verdict is not None:
             results[i] = GradeResult(verdict, True, answer, reason)
         elif len(answer) > MAX_SYMBOLIC_CHARS:
@@ -509,7 +431,10 @@ def grade_batch(
 
             pool = default_pool()
         keys = sorted(deferred, key=lambda k: (k[1], k[0]))
-        outcomes = pool.run(_SYMBOLIC_TASK, [(answer, gold_text, symmetric) for answer, gold_text in keys], timeout_s)
+        # The worker sees the rewritten forms (calculator syntax as LaTeX, relations as intervals).
+        tasks = [(_for_symbolic(answer, decimal_comma), _for_symbolic(gold_text, decimal_comma), symmetric)
+                 for answer, gold_text in keys]
+        outcomes = pool.run(_SYMBOLIC_TASK, tasks, timeout_s)
         for (answer, gold_text), outcome in zip(keys, outcomes, strict=True):
             if outcome.status == "ok":
                 ok = bool(outcome.value)

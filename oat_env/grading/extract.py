@@ -10,6 +10,14 @@ Extractors, tried in this order by :func:`extract_answer`:
 3. ``answer_is``: the text after the last "the answer is" / "final answer:" (to the end of line);
 4. ``gsm8k``: the text after the last ``#### `` (GSM8K's gold format);
 5. ``last_number``: the last number in the text (only when ``strict=False``).
+
+Two more extractors serve the MATH-style envs (:data:`MATH_ORDER`, the default of
+:func:`oat_env.grading.grade_batch`):
+
+* ``boxes``: like ``boxed``, but several boxes written one after the other (``\\boxed{1}, \\boxed{2}``,
+  ``\\boxed{1} and \\boxed{2}``) are one answer, comma-separated (``1, 2``: a set of answers);
+* ``freeform``: math-verify-style extraction from text with no answer tag
+  (:mod:`oat_env.grading.freeform`): "final answer is $x$", "answer: x", the last math span or number.
 """
 
 from __future__ import annotations
@@ -67,6 +75,36 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+# Text allowed between two boxes that form one answer: separators, "and"/"or", math delimiters, spacing.
+_BOX_GAP_RE = re.compile(r"[\s,;$]*(?:(?:and|or|\\quad|\\qquad|\\text\{\s*(?:and|or)\s*\})[\s,;$]*)?")
+_MAX_JOINED_BOXES = 10
+
+
+def boxed_answers(text: str) -> str | None:
+    """The last balanced ``\\boxed{}`` joined with the boxes right before it (``1, 2`` for
+    ``\\boxed{1}\\boxed{2}``); a single box gives its content, as :func:`last_boxed`."""
+    parts: list[str] = []
+    end = len(text)
+    start_of_next = len(text)
+    for _ in range(_MAX_JOINED_BOXES):
+        start = max(text.rfind(cmd, 0, end) for cmd in BOX_COMMANDS)
+        if start < 0:
+            break
+        command = "\\boxed" if text.startswith("\\boxed", start) else "\\fbox"
+        after = start + len(command)
+        close = _matching_brace(text, after) if text.startswith("{", after) else None
+        if close is None:
+            break
+        gap = text[close + 1 : start_of_next]
+        if parts and (len(gap) > 40 or not _BOX_GAP_RE.fullmatch(gap)):
+            break
+        parts.append(text[after + 1 : close].strip())
+        start_of_next, end = start, start
+    if len(parts) <= 1:
+        return last_boxed(text)
+    return ", ".join(reversed(parts))
+
+
 def answer_tag(text: str) -> str | None:
     """Content of the last ``<answer>...</answer>`` pair."""
     close = text.rfind("</answer>")
@@ -108,8 +146,16 @@ def last_number(text: str) -> str | None:
     return None if last is None else last.group(0)
 
 
+def _freeform(text: str) -> str | None:
+    from oat_env.grading.freeform import freeform_answer
+
+    return freeform_answer(text)
+
+
 EXTRACTORS = {
     "boxed": last_boxed,
+    "boxes": boxed_answers,
+    "freeform": _freeform,
     "answer_tag": answer_tag,
     "answer_is": answer_is,
     "gsm8k": gsm8k_answer,
@@ -117,6 +163,26 @@ EXTRACTORS = {
 }
 STRICT_ORDER = ("boxed", "answer_tag", "answer_is", "gsm8k")
 LENIENT_ORDER = (*STRICT_ORDER, "last_number")
+# MATH-style answers: boxes first, then <answer> tags, GSM8K's "####", then math-verify-style free-form
+# extraction (which replaces "answer is" and the unanchored last number: it reads "\\frac{10}{9}" whole).
+MATH_ORDER = ("boxes", "answer_tag", "gsm8k", "freeform")
+# Strict MATH grading with no template: only explicit answer tags count (reward shaping for format).
+MATH_STRICT_ORDER = ("boxes", "answer_tag")
+
+
+def math_order(strict: bool = False, order: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The extractor order of MATH-style grading (:func:`oat_env.grading.grade_batch`).
+
+    ``order`` (a template's order, see ``oat_env.data.math_data.TEMPLATE_EXTRACTORS``) wins; with
+    ``strict=True`` only its first extractor -- the format the template asks for -- counts. Without
+    ``order``: :data:`MATH_ORDER`, or :data:`MATH_STRICT_ORDER` when strict.
+    """
+    if order is not None:
+        order = tuple(order)
+        if not order:
+            raise ValueError("order must name at least one extractor")
+        return order[:1] if strict else order
+    return MATH_STRICT_ORDER if strict else MATH_ORDER
 
 
 def extract_answer(text: str, *, strict: bool = False, order: Sequence[str] | None = None) -> str | None:

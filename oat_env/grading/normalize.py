@@ -53,7 +53,15 @@ _UNIT_WORDS = (
     "g", "m", "inches", "inch", "feet", "foot", "ft", "miles", "mile", "hours", "hour", "minutes",
     "minute", "seconds", "second", "days", "day", "degrees", "degree", "sq", "square",
 )
-_TRAILING_UNIT_RE = re.compile(r"^([-+]?[\d.,/]+)\s*(?:" + "|".join(_UNIT_WORDS) + r")\b\.?$", re.IGNORECASE)
+# A unit may carry a square/cube mark ("5 m^2", "5 m²", "5\\text{ cm}^3").
+_TRAILING_UNIT_RE = re.compile(
+    r"^([-+]?[\d.,/]+)\s*(?:" + "|".join(_UNIT_WORDS) + r")(?![A-Za-z])(?:\^\{?[23]\}?|[²³])?\.?$", re.IGNORECASE
+)
+_CURRENCY_RE = re.compile(r"[€£¥₹₽₩]|\\(?:euro|pounds|yen)\b")
+# Decimal commas that cannot be thousands separators or a list: "0,111", "1000,99" (4+ digits first).
+_DECIMAL_COMMA_RE = re.compile(r"^([-+]?(?:0|\d{4,})),(\d+)$")
+# With a currency sign, a comma before 1-2 digits is a decimal comma ("2,74 €").
+_MONEY_COMMA_RE = re.compile(r"^([-+]?\d+),(\d{1,2})$")
 # Words that may follow a number and be dropped: the units above and "percent" (the "%" sign is dropped
 # too; has_percent() still sees the raw answer). "per" may only join two of them ("miles per hour").
 _TRAILER_UNITS = frozenset(_UNIT_WORDS) | {"percent"}
@@ -136,11 +144,19 @@ def _number_with_words(s: str) -> str | None:
     return number + " " + " ".join(words)
 
 
-def normalize_answer(answer: str) -> str:
-    """Canonical string form of an extracted answer (see module docstring); ``""`` if too long."""
+def normalize_answer(answer: str, decimal_comma: bool = True) -> str:
+    """Canonical string form of an extracted answer (see module docstring); ``""`` if too long.
+
+    ``decimal_comma``: read an unambiguous decimal comma as a decimal point (``0,111``, ``1000,99``,
+    ``2,74 €``; math-verify's convention); ``1,234`` stays one thousand two hundred and thirty-four,
+    and ``1,2`` stays a list.
+    """
     if len(answer) > MAX_NORMALIZE_CHARS:
         return ""
     s = answer.strip()
+    # A lone "$" is a currency sign ("2,74 $", "$5"); a pair is math delimiters ("$5,12$" is a list).
+    money = bool(_CURRENCY_RE.search(s)) or "\\$" in s or s.count("$") == 1
+    s = _CURRENCY_RE.sub("", s)
     s = s.replace("\\left", "").replace("\\right", "").replace("\\displaystyle", "")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = s.replace("−", "-").replace("\\$", "").replace("$", "")
@@ -164,7 +180,10 @@ def normalize_answer(answer: str) -> str:
     # A brace-less superscript takes one character in LaTeX: e^2 -> e^{2}, 10^34 -> 10^{3}4.
     s = _SUP_SHORT_RE.sub(r"^{\1}", s)
     s = s.replace(" ", "")
-    if _THOUSANDS_RE.match(s):
+    comma = (_DECIMAL_COMMA_RE.match(s) or (_MONEY_COMMA_RE.match(s) if money else None)) if decimal_comma else None
+    if comma:
+        s = f"{comma.group(1)}.{comma.group(2)}"
+    elif _THOUSANDS_RE.match(s):
         s = s.replace(",", "")
     return s.rstrip(".")
 

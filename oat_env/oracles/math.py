@@ -125,8 +125,10 @@ class MathVerifier:
     ``\\boxed{}`` / ``#### N``.
 
     Args:
-        strict: only explicit answer formats count (no last-number fallback).
-        order: explicit extractor order; overrides ``strict``.
+        strict: only the template's format counts (the first extractor of ``order``; without
+            ``order``, only ``\\boxed{}``/``<answer>``), see :func:`oat_env.grading.extract.math_order`.
+        order: explicit extractor order (default: ``oat_env.grading.extract.MATH_ORDER``, with
+            free-form extraction instead of the last number).
         symmetric: accept if equivalence verifies in either direction.
         timeout_s: hard limit per symbolic check.
         pool: a :class:`~oat_env.grading.pool.GradingPool` (default: the process-wide pool, started
