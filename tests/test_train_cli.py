@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import subprocess_env
 
-from oat_agents.train import TrainConfig, main
+from oat_agents.train import TrainConfig, main, plain_doc
 
 _BOX = re.compile(r"[│╭╮╰╯─┃━┏┓┗┛]")
 
@@ -92,11 +92,26 @@ def test_help_documents_every_option(help_text: str) -> None:
         "--warmup.steps",
         "--env-kwargs",
     } <= flags
-    assert len(options) > 60
+    assert {"--rl.pg.loss-agg", "--critic.learning-rate", "--vllm.gpu-memory-utilization", "--preset"} <= flags
+    assert len(options) > 100
     for flag, doc, is_group in options:
         if not is_group:  # a nested config is a group heading, not a flag
             assert re.search(re.escape(flag) + r"(?![\w.-])", text), f"{flag} is missing from --help"
-        assert _normalise(doc) in text, f"the doc of {flag} is missing from --help: {doc!r}"
+        # The help shows the docs without their reStructuredText markup.
+        assert _normalise(plain_doc(doc)) in text, f"the doc of {flag} is missing from --help: {doc!r}"
+
+
+def test_help_has_no_rst_markup(help_text: str) -> None:
+    assert "``" not in help_text
+    assert not re.search(r":(class|func|meth|mod|attr|data|obj):`", help_text)
+    # ... though the docs it shows had some (the library's docstrings are written for Sphinx)
+    assert any("``" in doc or ":class:`" in doc for _, doc, _ in _options(TrainConfig))
+    for algo in ("dpo", "ipo", "slic", "simpo", "ld_dpo", "sea", "apl", "xpo", "grpo", "dr_grpo", "rloo", "ppo"):
+        assert algo in text_words(help_text), f"--help does not mention --algo {algo}"
+
+
+def text_words(text: str) -> set[str]:
+    return set(re.findall(r"[\w.-]+", text))
 
 
 @pytest.mark.parametrize(
@@ -208,17 +223,24 @@ def test_apl_pool_must_exceed_num_envs(tmp_path: Path) -> None:
         main([*TINY_ARGS, "--loop.log-dir", str(tmp_path), "--algo", "apl", "--apl-prompt-pool-size", "4"])
 
 
-def test_gpu_recipe_uses_only_real_oat_train_options() -> None:
-    """examples/tldr_online_dpo.sh cannot run here (GPU, hub); at least every flag it passes must exist."""
-    script = (Path(__file__).resolve().parents[1] / "examples" / "tldr_online_dpo.sh").read_text()
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [("tldr_online_dpo.sh", {"--algo", "--explorer.method", "--learner.gradient-checkpointing"}),
+     ("math_drgrpo.sh", {"--algo", "--rl.collocate", "--rl.pg.tis-cap", "--vllm.gpu-memory-utilization"})],
+)
+def test_gpu_recipes_use_only_real_oat_train_options(script: str, expected: set[str]) -> None:
+    """The GPU recipes cannot run here (GPU, hub); at least every flag they pass must exist, and they are
+    oat-train command lines."""
+    text = (Path(__file__).resolve().parents[1] / "examples" / script).read_text()
     # Code lines only: comments and the closing echo mention other tools' flags (torchrun, tensorboard).
-    code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith(("#", "echo")))
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(("#", "echo")))
+    assert "oat-train" in code
     used = set(re.findall(r"(?<![\w-])(--[a-z][\w.-]*)", code))
     flags = {flag for flag, _, is_group in _options(TrainConfig) if not is_group}
     # Boolean fields also have a --no-<name> form; tyro accepts both.
     known = flags | {f"--{f[2:].rsplit('.', 1)[0]}.no-{f.rsplit('.', 1)[-1]}" if "." in f else f"--no-{f[2:]}"
                      for f in flags}
-    assert {"--algo", "--explorer.method", "--learner.gradient-checkpointing"} <= used
+    assert expected <= used
     assert used <= known, f"not oat-train options: {sorted(used - known)}"
 
 
@@ -236,12 +258,13 @@ def test_options_of_another_algo_are_refused(args: list[str], flag: str, tmp_pat
 
 
 def test_too_many_eval_prompts_are_refused_before_any_model_is_built(monkeypatch):
+    import oat_agents.cli.build as build_module
     import oat_agents.train as train_module
 
     def no_models(*args, **kwargs):
         raise AssertionError("a model was built before the evaluation size was checked")
 
-    monkeypatch.setattr(train_module, "build_models", no_models)
+    monkeypatch.setattr(build_module, "build_models", no_models)
     config = train_module.TrainConfig(env_kwargs=json.dumps({"min_digits": 1, "max_digits": 1, "operators": "+",
                                                              "eval_fraction": 0.4}))
     config.loop.num_eval_prompts = 50  # single-digit sums hold out 33 problems

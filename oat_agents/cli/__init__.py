@@ -12,7 +12,10 @@ import importlib
 import sys
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
-    "regret": ("oat_agents.bench.regret", "exploration strategies: cumulative/anytime regret vs oracle queries"),
+    "regret": (
+        "oat_agents.bench.regret",
+        "exploration strategies: cumulative/anytime regret vs oracle queries",
+    ),
     "grader": ("oat_agents.bench.grader", "batched math grader vs a math_verify loop"),
     "oracle-server": ("oat_agents.bench.oracle_server", "served reward model: dynamic batching vs batch 1"),
     "learner": ("oat_agents.bench.learner", "DeepSpeed learner step vs bare PyTorch"),
