@@ -74,7 +74,8 @@ _MULTITURN_OPTIONS = _keyword_options(MultiTurnTask)
 _ARITHMETIC_OPTIONS = _ARITHMETIC_FIELDS | {"eval_fraction"}
 # Data options of the hub-backed ids (see registration._hub_prompts).
 _HUB_DATA_OPTIONS = frozenset({"prompt_data", "eval_prompt_data", "split", "eval_split", "limit"})
-_MATH_OPTIONS = _HUB_DATA_OPTIONS | {"template", "strict", "order", "symmetric", "grading_timeout_s"}
+_MATH_OPTIONS = _HUB_DATA_OPTIONS | {"template", "strict", "order", "symmetric", "grading_timeout_s", "decimal_comma",
+                                     "gold_precision"}
 
 # The env fixes oracle_reference="answer" (the utility oracle needs the gold answer).
 _ARITHMETIC_DUEL_OPTIONS = _ARITHMETIC_OPTIONS | {"temperature"} | (_DUELING_OPTIONS - {"oracle_reference"})

@@ -230,6 +230,8 @@ def _math_verifier(kwargs: dict[str, Any], template: str) -> MathVerifier:
         order=order,
         symmetric=kwargs.pop("symmetric", False),
         timeout_s=kwargs.pop("grading_timeout_s", 5.0),
+        decimal_comma=kwargs.pop("decimal_comma", True),
+        gold_precision=kwargs.pop("gold_precision", False),
     )
 
 
@@ -246,7 +248,8 @@ def make_gsm8k_env(**kwargs: Any) -> VerifiableEnv:
     """``oat/GSM8K-v0``: ``prompt_data`` (hub id or local file with ``question``/``answer``; default
     ``openai/gsm8k``), ``eval_prompt_data``, ``split``/``eval_split``, ``limit``, ``template``
     (``plain``/``boxed``/``qwen_math``/``r1`` or a format string with ``{question}``), grading options
-    (``strict``, ``order``, ``symmetric``, ``grading_timeout_s``) and the verifiable-task options."""
+    (``strict``, ``order``, ``symmetric``, ``grading_timeout_s``, ``decimal_comma``, ``gold_precision``: see
+    :class:`~oat_env.oracles.math.MathVerifier`) and the verifiable-task options."""
     return _math_env(kwargs, GSM8K_DATASET, gsm8k_record_fn, "gsm8k")
 
 

@@ -259,6 +259,45 @@ def test_decimal_comma_option(pool):
     ).correct
 
 
+# (gold, response, with gold_precision, without) -- golds stated rounded ("to two decimal places"): a prediction
+# with more decimals that rounds (half away from zero) to the gold matches; integer golds are never rounded to,
+# a less precise prediction never matches, and without the option math-verify's 6-decimal comparison holds.
+GOLD_PRECISION = [
+    ("3.14", "\\boxed{3.14159}", True, False),
+    ("3.14", "\\boxed{3.145}", False, False),  # 3.145 rounds to 3.15
+    ("-2.5", "\\boxed{-2.46}", True, False),  # halves away from zero: -2.46 -> -2.5
+    ("0.33", "\\boxed{0.3333}", True, False),
+    ("3.14", "\\boxed{3.1}", False, False),  # less precise than the gold: not rounded up to it
+    ("3", "\\boxed{3.4}", False, False),  # an integer gold states no precision to round to (a reward hack)
+    ("3.14", "\\boxed{3.14}", True, True),
+    ("12.5\\%", "\\boxed{12.54\\%}", False, False),  # percentages stay with math-verify's reading
+]
+
+
+@pytest.mark.parametrize("gold,response,with_option,without", GOLD_PRECISION)
+def test_gold_precision_option(gold, response, with_option, without, pool):
+    assert grade(response, gold, pool=pool, timeout_s=10, gold_precision=True, cache=None).correct is with_option
+    assert grade(response, gold, pool=pool, timeout_s=10, cache=None).correct is without
+
+
+def test_grading_options_reach_the_math_env(tmp_path):
+    import gymnasium as gym
+
+    from oat_env.data.records import PromptRecord
+
+    records = [PromptRecord(prompt="pi to two decimals?", answer="3.14", uid="p0")]
+    for option, expected in ((True, 1.0), (False, 0.0)):
+        env = gym.make("oat/MATH-v0", prompt_data=records, eval_prompt_data=records, template="boxed",
+                       gold_precision=option)
+        env.reset(seed=0)
+        assert env.step("\\boxed{3.14159}")[1] == expected
+        env.close()
+    env = gym.make("oat/MATH-v0", prompt_data=records, eval_prompt_data=records, template="boxed", decimal_comma=False)
+    env.reset(seed=0)
+    assert env.step("\\boxed{3,14}")[1] == 0.0  # a comma only separates: a list, not 3.14
+    env.close()
+
+
 @pytest.mark.parametrize(
     "response",
     [

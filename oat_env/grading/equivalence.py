@@ -26,6 +26,7 @@ than that tolerance could hide.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -298,7 +299,31 @@ def _structure_verdict(p: str, g: str) -> tuple[bool | None, str]:
     return None, ""
 
 
-def fast_equal(pred: str, gold: str, decimal_comma: bool = True) -> tuple[bool | None, str]:
+_DECIMAL_LITERAL_RE = re.compile(r"^-?\d+\.(\d+)$")
+
+
+def _round_half_away(x: Fraction, places: int) -> Fraction:
+    """``x`` rounded to ``places`` decimals, halves away from zero (how a gold answer is written rounded)."""
+    scaled = abs(x) * 10**places
+    rounded = Fraction(math.floor(scaled + Fraction(1, 2)), 10**places)
+    return rounded if x >= 0 else -rounded
+
+
+def _gold_precision_verdict(a: Fraction, b: Fraction, p: str, g: str) -> tuple[bool, str] | None:
+    """With ``gold_precision``: a decimal gold stating ``d >= 1`` decimals (``3.14``) is matched by a decimal
+    prediction with more decimals that rounds to it (``3.14159``); integer golds and less precise predictions
+    are never rounded (``3.4`` is not ``3``, ``3.1`` is not ``3.14``)."""
+    gold_places = _DECIMAL_LITERAL_RE.match(g)
+    pred_places = _DECIMAL_LITERAL_RE.match(p)
+    if gold_places is None or pred_places is None or len(pred_places.group(1)) <= len(gold_places.group(1)):
+        return None
+    if _round_half_away(a, len(gold_places.group(1))) == b:
+        return True, "precision_match"
+    return False, "precision_mismatch"
+
+
+def fast_equal(pred: str, gold: str, decimal_comma: bool = True,
+               gold_precision: bool = False) -> tuple[bool | None, str]:
     """Decide ``pred ≡ gold`` cheaply: ``(True|False, reason)``, or ``(None, "")`` if undecided.
 
     Never evaluates anything. Decides: equal canonical strings; exact numbers (equal, or apart by
@@ -309,7 +334,8 @@ def fast_equal(pred: str, gold: str, decimal_comma: bool = True) -> tuple[bool |
     verdict (checked against it in tests/test_grading_fastpath.py); anything else is undecided.
     Both answers are first put in one written form (:func:`oat_env.grading.rewrite.rewrite_answer`:
     calculator syntax, relations and intervals, assignment lists, matrix environments, choices).
-    ``decimal_comma``: see :func:`oat_env.grading.normalize.normalize_answer`.
+    ``decimal_comma``: see :func:`oat_env.grading.normalize.normalize_answer`. ``gold_precision``: a decimal
+    prediction that rounds to a decimal gold's stated precision matches it (:func:`_gold_precision_verdict`).
     """
     pred, gold = rewrite_answer(pred), rewrite_answer(gold)
     p, g = normalize_answer(pred, decimal_comma), normalize_answer(gold, decimal_comma)
@@ -321,6 +347,10 @@ def fast_equal(pred: str, gold: str, decimal_comma: bool = True) -> tuple[bool |
     if a is not None and b is not None:
         if a == b:
             return True, "numeric_match"
+        if gold_precision and not (has_percent(pred) or has_percent(gold)):
+            verdict = _gold_precision_verdict(a, b, p, g)
+            if verdict is not None:
+                return verdict
         # 50% vs 0.5 is a match for math-verify; leave percentages to it.
         if not (has_percent(pred) or has_percent(gold)) and _numbers_differ(a, b, p, g):
             return False, "numeric_mismatch"
@@ -373,6 +403,7 @@ def grade_batch(
     pool=None,
     cache: VerdictCache | None = VERDICT_CACHE,
     decimal_comma: bool = True,
+    gold_precision: bool = False,
 ) -> list[GradeResult]:
     """Grade ``predictions[i]`` (model responses) against ``golds[i]`` (gold answers or solutions).
 
@@ -392,6 +423,10 @@ def grade_batch(
             :data:`VERDICT_CACHE`; ``None`` disables it). Timeouts and errors are never cached.
         decimal_comma: read unambiguous decimal commas (``0,111``, ``1000,99``, ``2,74 €``) as decimal
             points, as math-verify does (default); ``False``: a comma is only a separator.
+        gold_precision: a decimal gold answer is taken at its stated precision: ``3.14159`` matches a gold
+            of ``3.14`` (it rounds to it, halves away from zero); integer golds are never rounded to. Off by
+            default, as in math-verify (which compares at 6 decimals); on for data whose golds are stated
+            rounded ("give your answer to two decimal places").
 
     Pairs the fast path cannot decide go to the pool once per distinct ``(answer, gold)`` in the
     batch (GRPO groups repeat answers), sorted by gold so that a worker's parse cache is reused.
@@ -412,7 +447,7 @@ def grade_batch(
         if (answer, gold_text) in deferred:
             deferred[(answer, gold_text)].append(i)
             continue
-        verdict, reason = fast_equal(answer, gold_text, decimal_comma)
+        verdict, reason = fast_equal(answer, gold_text, decimal_comma, gold_precision)
         if verdict is not None:
             results[i] = GradeResult(verdict, True, answer, reason)
         elif len(answer) > MAX_SYMBOLIC_CHARS:
@@ -420,7 +455,7 @@ def grade_batch(
         elif _nesting_depth(answer) > MAX_NESTING:
             results[i] = GradeResult(False, True, answer, "too_nested")
         else:
-            cached = cache.get((answer, gold_text, symmetric)) if cache is not None else None
+            cached = cache.get((answer, gold_text, symmetric, decimal_comma)) if cache is not None else None
             if cached is not None:
                 results[i] = GradeResult(cached, True, answer, "symbolic_match" if cached else "symbolic_mismatch")
             else:
@@ -439,7 +474,7 @@ def grade_batch(
             if outcome.status == "ok":
                 ok = bool(outcome.value)
                 if cache is not None:
-                    cache.put((answer, gold_text, symmetric), ok)
+                    cache.put((answer, gold_text, symmetric, decimal_comma), ok)
                 result = GradeResult(ok, True, answer, "symbolic_match" if ok else "symbolic_mismatch")
             else:
                 timed_out = outcome.status == "timeout"

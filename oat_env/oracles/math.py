@@ -134,11 +134,16 @@ class MathVerifier:
         pool: a :class:`~oat_env.grading.pool.GradingPool` (default: the process-wide pool, started
             lazily the first time a pair needs the symbolic check).
         reward_correct / reward_wrong: the scores given to correct / wrong responses.
+        decimal_comma: read unambiguous decimal commas (``0,111``) as decimal points (default, as
+            math-verify); see :func:`oat_env.grading.grade_batch`.
+        gold_precision: a decimal prediction that rounds to a decimal gold's stated precision matches it
+            (``3.14159`` for ``3.14``); off by default (math-verify compares at 6 decimals).
     """
 
     def __init__(
         self, strict: bool = False, order: Sequence[str] | None = None, symmetric: bool = False,
         timeout_s: float = 5.0, pool=None, reward_correct: float = 1.0, reward_wrong: float = 0.0,
+        decimal_comma: bool = True, gold_precision: bool = False,
     ):
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -149,6 +154,8 @@ class MathVerifier:
         self.pool = pool
         self.reward_correct = float(reward_correct)
         self.reward_wrong = float(reward_wrong)
+        self.decimal_comma = bool(decimal_comma)
+        self.gold_precision = bool(gold_precision)
 
     def reward(
         self, prompts: Sequence[str], responses: Sequence[str], references: Sequence | None = None,
@@ -167,7 +174,8 @@ class MathVerifier:
             golds.append(ref)
         results = grade_batch(
             list(responses), golds, strict=self.strict, order=self.order, symmetric=self.symmetric,
-            timeout_s=self.timeout_s, pool=self.pool,
+            timeout_s=self.timeout_s, pool=self.pool, decimal_comma=self.decimal_comma,
+            gold_precision=self.gold_precision,
         )
         metrics = {
             "latency_s": time.perf_counter() - start,
