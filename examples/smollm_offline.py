@@ -13,7 +13,7 @@
 * Agent: :class:`~oat_agents.agents.dap.DAPAgent` (2 samples per prompt, DPO) on a single-process
   DeepSpeed learner (ZeRO-0, fp32, LoRA by default so the reference is the adapter-free base), the
   actor an :class:`~oat_agents.policies.hf.HFPolicy` with the model's chat template, synced every
-  round (online). The loop is :func:`~oat_agents.loop.run_online`.
+  round (online). The loop is :func:`~oat_agents.loops.duel.run_online`.
 
 It prints the win rate before and after a few rounds. With the default budget (3 rounds of 4 duels) the
 change is small and noisy -- the point is that the whole pipeline runs on a real pretrained model with
@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     from oat_agents.agents.dap import DAPAgent, DAPAgentConfig
     from oat_agents.algorithms.dap import DAPConfig
     from oat_agents.learners.engine import LearnerConfig, LearnerEngine
-    from oat_agents.loop import LoopConfig, run_online
+    from oat_agents.loops.bookkeeping import LoopConfig
+    from oat_agents.loops.duel import run_online
     from oat_agents.policies.hf import HFPolicy
 
     if args.threads:

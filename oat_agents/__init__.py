@@ -49,12 +49,12 @@ _LOCATIONS: dict[str, str] = {
     "SamplingParams": "oat_agents.policies.base",
     "Generations": "oat_agents.policies.base",
     # the online loops
-    "LoopConfig": "oat_agents.loop",
-    "LoopResult": "oat_agents.loop",
-    "run_online": "oat_agents.loop",
-    "run_online_rl": "oat_agents.rl_loop",
-    "run_multiturn_rl": "oat_agents.rl_loop",
-    "make_grouped_vec": "oat_agents.rl_loop",
+    "LoopConfig": "oat_agents.loops",
+    "LoopResult": "oat_agents.loops",
+    "run_online": "oat_agents.loops",
+    "run_online_rl": "oat_agents.loops",
+    "run_multiturn_rl": "oat_agents.loops",
+    "make_grouped_vec": "oat_agents.loops",
     # oat-train and the CPU recipes
     # (``train`` itself is not here: the name is the submodule ``oat_agents.train``, which the import system
     # binds on the package whenever it is imported, so ``from oat_agents import train`` could not mean the function.)

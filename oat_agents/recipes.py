@@ -130,7 +130,7 @@ def demo_config(queries: int = 32768, seed: int = 0, log_dir: str = "runs/demo",
     from oat_agents.agents.dap import DAPAgentConfig
     from oat_agents.algorithms.dap import DAPConfig
     from oat_agents.learners.engine import LearnerConfig
-    from oat_agents.loop import LoopConfig
+    from oat_agents.loops.bookkeeping import LoopConfig
     from oat_agents.tiny import WarmupConfig
     from oat_agents.train import TrainConfig
 
@@ -169,8 +169,8 @@ def run_single_turn(seed: int, log_dir: str, queries: int = 16384, warmup_steps:
     from oat_agents.agents.rl import RLAgent, RLAgentConfig
     from oat_agents.algorithms.pg import PGConfig
     from oat_agents.learners import init_distributed
-    from oat_agents.loop import LoopConfig
-    from oat_agents.rl_loop import make_grouped_vec, run_online_rl
+    from oat_agents.loops.bookkeeping import LoopConfig
+    from oat_agents.loops.group_rl import make_grouped_vec, run_online_rl
 
     init_distributed()
     num_prompts, group = 16, 8
@@ -207,8 +207,8 @@ def run_reasoning_gym(seed: int, log_dir: str, queries: int = 16384, warmup_step
     from oat_agents.agents.rl import RLAgent, RLAgentConfig
     from oat_agents.algorithms.pg import PGConfig
     from oat_agents.learners import init_distributed
-    from oat_agents.loop import LoopConfig
-    from oat_agents.rl_loop import make_grouped_vec, run_online_rl
+    from oat_agents.loops.bookkeeping import LoopConfig
+    from oat_agents.loops.group_rl import make_grouped_vec, run_online_rl
 
     init_distributed()
     num_prompts, group = 16, 8
@@ -234,8 +234,8 @@ def run_multi_turn(seed: int, log_dir: str, queries: int = 12288, warmup_steps: 
     from oat_agents.agents.rl import RLAgent, RLAgentConfig
     from oat_agents.algorithms.pg import PGConfig
     from oat_agents.learners import init_distributed
-    from oat_agents.loop import LoopConfig
-    from oat_agents.rl_loop import run_multiturn_rl
+    from oat_agents.loops.bookkeeping import LoopConfig
+    from oat_agents.loops.multiturn import run_multiturn_rl
 
     init_distributed()
     num_envs = 32

@@ -46,7 +46,7 @@ from oat_agents.critic import CriticConfig
 from oat_agents.exploration.explorer import ExplorerConfig
 from oat_agents.learners import dist
 from oat_agents.learners.engine import LearnerConfig
-from oat_agents.loop import LoopConfig, LoopResult, check_eval_prompts
+from oat_agents.loops.bookkeeping import LoopConfig, LoopResult, check_eval_prompts
 from oat_agents.tiny import WarmupConfig
 
 TINY_MODEL = "tiny-char-llama"
@@ -285,13 +285,14 @@ def train(config: TrainConfig) -> TrainSummary:
 
 
 def run_loop(kind: str, env: Any, agent: Any, loop: LoopConfig, run_config: dict[str, Any]) -> LoopResult:
-    """The loop of an env kind: duels (:func:`~oat_agents.loop.run_online`), groups of verifiable samples
-    (:func:`~oat_agents.rl_loop.run_online_rl`) or multi-turn episodes (:func:`~oat_agents.rl_loop.run_multiturn_rl`)."""
+    """The loop of an env kind: duels (:func:`~oat_agents.loops.duel.run_online`), groups of verifiable samples
+    (:func:`~oat_agents.loops.group_rl.run_online_rl`) or multi-turn episodes (:func:`~oat_agents.loops.multiturn.run_multiturn_rl`)."""
     if kind == "duel":
-        from oat_agents.loop import run_online
+        from oat_agents.loops.duel import run_online
 
         return run_online(env, agent, loop, run_config=run_config)
-    from oat_agents.rl_loop import run_multiturn_rl, run_online_rl
+    from oat_agents.loops.group_rl import run_online_rl
+    from oat_agents.loops.multiturn import run_multiturn_rl
 
     run = run_online_rl if kind == "verifiable" else run_multiturn_rl
     return run(env, agent, loop, run_config=run_config)

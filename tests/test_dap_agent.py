@@ -12,7 +12,8 @@ import oat_env  # noqa: F401
 from oat_agents.agents import DAPAgent, DAPAgentConfig
 from oat_agents.agents.batching import collate_responses
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
-from oat_agents.loop import LoopConfig, run_online
+from oat_agents.loops.bookkeeping import LoopConfig
+from oat_agents.loops.duel import run_online
 from oat_agents.models import CharTokenizer, build_tiny_llama
 from oat_agents.policies.hf import HFPolicy
 

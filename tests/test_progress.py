@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from oat_agents.loop import LoopConfig
+from oat_agents.loops.bookkeeping import LoopConfig
 from oat_agents.progress import Progress, open_progress, update_progress
 from oat_agents.recipes import demo_config
 from oat_agents.train import train

@@ -279,7 +279,7 @@ def test_oat_env_imports_and_registers_without_reasoning_gym():
 def test_training_loops_evaluation_dumps_a_mixture_with_per_task_metrics(tmp_path):
     """The loops' held-out evaluation on a reasoning-gym mixture: ``by_task`` (a dict, not a per-item array) becomes
     ``eval/by_task/<task>/<metric>`` and the sample dump keeps every per-item field (it raised ``KeyError`` before)."""
-    from oat_agents.loop import LoopConfig, evaluate
+    from oat_agents.loops.bookkeeping import LoopConfig, evaluate
 
     env = gym.make_vec("oat/ReasoningGym-v0", num_envs=2, task=["leg_counting", "basic_arithmetic"], eval_size=6)
     records = env.unwrapped.task.source.eval_records(6)

@@ -16,17 +16,11 @@ from oat_agents.agents.rl import RLAgent, RLAgentConfig, Rollout
 from oat_agents.algorithms.pg import PGConfig
 from oat_agents.critic import Critic, CriticConfig, CriticTrainer
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
-from oat_agents.loop import LoopConfig
+from oat_agents.loops.bookkeeping import LoopConfig
+from oat_agents.loops.group_rl import GroupedTask, make_grouped_vec, run_online_rl
+from oat_agents.loops.multiturn import evaluate_multiturn, find_multiturn_task, run_multiturn_rl
 from oat_agents.models import CharTokenizer, build_tiny_llama
 from oat_agents.policies.hf import HFPolicy
-from oat_agents.rl_loop import (
-    GroupedTask,
-    evaluate_multiturn,
-    find_multiturn_task,
-    make_grouped_vec,
-    run_multiturn_rl,
-    run_online_rl,
-)
 from oat_env.envs.tools import PythonToolWrapper
 
 ENV_KWARGS = {"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare", "eval_fraction": 0.4}

@@ -16,7 +16,8 @@ from oat_agents.agents.xpo import XPOAgent, XPOAgentConfig, XPOPair
 from oat_agents.exploration.explorer import Explorer, ExplorerConfig
 from oat_agents.exploration.features import policy_hidden_state_features
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
-from oat_agents.loop import LoopConfig, run_online
+from oat_agents.loops.bookkeeping import LoopConfig
+from oat_agents.loops.duel import run_online
 from oat_agents.models import CharTokenizer, build_tiny_llama
 from oat_agents.policies.hf import HFPolicy
 

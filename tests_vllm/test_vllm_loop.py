@@ -11,7 +11,8 @@ from transformers import AutoModelForCausalLM
 import oat_env  # noqa: F401  (registers the oat/* environments)
 from oat_agents.agents import DAPAgent, DAPAgentConfig
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
-from oat_agents.loop import LoopConfig, run_online
+from oat_agents.loops.bookkeeping import LoopConfig
+from oat_agents.loops.duel import run_online
 from oat_agents.policies.base import SamplingParams
 
 

@@ -1,7 +1,7 @@
 r"""The RL agent for verifiable rewards: sample, get rewards, learn with a policy-gradient objective.
 
 **Single-turn, group-based** (GRPO, Dr.GRPO, RLOO, REINFORCE). The env serves ``B·G`` observations per round in contiguous groups of ``G``
-identical prompts (``G = num_samples``; :func:`oat_agents.rl_loop.make_grouped_vec` builds such an env),
+identical prompts (``G = num_samples``; :func:`oat_agents.loops.group_rl.make_grouped_vec` builds such an env),
 so the verifier grades every group member in ONE batched ``step``:
 
 1. ``act(obs)``: for each of the ``B`` distinct prompts the policy samples ``G`` responses (token ids,
@@ -223,7 +223,7 @@ class RLAgent:
             if any(o != prompt for o in obs[i * g : (i + 1) * g]):
                 raise ValueError(
                     f"observations {i * g}..{(i + 1) * g - 1} are not one group of identical prompts: serve each "
-                    f"prompt num_samples={g} times in a row (oat_agents.rl_loop.make_grouped_vec)"
+                    f"prompt num_samples={g} times in a row (oat_agents.loops.group_rl.make_grouped_vec)"
                 )
         gens = self._generate(prompts, g, self.sampling_params())
         self._check_generations(gens, len(prompts), g)

@@ -107,7 +107,8 @@ def run_oat(pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
     from oat_agents.agents.dap import DAPAgent, DAPAgentConfig
     from oat_agents.algorithms.dap import DAPConfig
     from oat_agents.learners.engine import LearnerConfig, LearnerEngine
-    from oat_agents.loop import LoopConfig, run_online
+    from oat_agents.loops.bookkeeping import LoopConfig
+    from oat_agents.loops.duel import run_online
     from oat_agents.policies.hf import HFPolicy
 
     model, tokenizer = tiny_model_and_tokenizer(seed)

@@ -216,7 +216,7 @@ def default_config(
     from oat_agents.algorithms.pg import PGConfig
     from oat_agents.exploration.explorer import ExplorerConfig
     from oat_agents.learners.engine import LearnerConfig
-    from oat_agents.loop import LoopConfig
+    from oat_agents.loops.bookkeeping import LoopConfig
     from oat_agents.recipes import NUM_EVAL_PROMPTS
     from oat_agents.tiny import WarmupConfig
     from oat_agents.train import TINY_MODEL, TrainConfig
@@ -376,7 +376,7 @@ SEED_FIELDS = (
     ("loop", "seed"),
 )
 PER_RANK = ("agent", "rl", "explorer")
-# The loops themselves reset rank r's env with loop.seed + r (oat_agents.loop.RoundBookkeeper.start).
+# The loops themselves reset rank r's env with loop.seed + r (oat_agents.loops.bookkeeping.RoundBookkeeper.start).
 PER_RANK_NOTE = (
     "rank r adds r to the agent, rl and explorer seeds; the loop resets rank r's env with loop + r"
 )

@@ -20,7 +20,7 @@ def build_env(config: TrainConfig, env_id: str, env_kwargs: dict[str, Any], kind
     import gymnasium as gym
 
     if kind == "verifiable":
-        from oat_agents.rl_loop import make_grouped_vec
+        from oat_agents.loops.group_rl import make_grouped_vec
 
         return make_grouped_vec(
             env_id, num_prompts=config.num_envs, group_size=config.rl.num_samples, **env_kwargs
