@@ -34,45 +34,32 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from oat_agents.agents.base import Agent, AgentConfig
 from oat_agents.agents.batching import accumulation_chunks, collate_responses
 from oat_agents.algorithms.dap import METRIC_KEYS, DAPConfig, TokenLogps, dap_loss
 from oat_agents.algorithms.logprobs import sequence_logprobs
 from oat_agents.learners import dist
-from oat_agents.policies.base import Generations, SamplingParams
+from oat_agents.policies.base import Generations
 
 
 @dataclass
-class DAPAgentConfig:
-    """Options of :class:`DAPAgent`."""
+class DAPAgentConfig(AgentConfig):
+    """Options of :class:`DAPAgent`: the sampling block of :class:`~oat_agents.agents.base.AgentConfig`, the
+    buffer and the loss."""
 
     num_samples: int = 2
     """Candidate responses sampled per prompt; the explorer picks the pair to duel (>= 2)."""
-    temperature: float = 1.0
-    """Sampling temperature of the candidates."""
-    top_p: float = 1.0
-    """Nucleus sampling threshold of the candidates."""
-    max_new_tokens: int = 64
-    """Longest response, in tokens (training and evaluation)."""
-    stop: tuple[str, ...] = ()
-    """Stop strings ending a response early."""
-    max_seq_length: int = 1024
-    """Longest prompt + response trained on; longer responses lose their tail."""
     buffer_size: int = 100_000
     """Most preference pairs kept; the oldest are dropped first."""
     clear_buffer_after_learn: bool = True
     """Online learning trains on the freshest pairs only; False replays the whole buffer every learn()."""
-    learn_epochs: int = 1
-    """Passes over the buffer per ``learn()``."""
-    seed: int = 0
-    """Base seed of sampling (round ``t`` samples with seed ``seed + t``) and of minibatch shuffling."""
     dap: DAPConfig = field(default_factory=DAPConfig)
     """The loss (DPO/IPO/SLiC/SimPO/LD-DPO) and its options."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.num_samples < 2:
             raise ValueError(f"num_samples must be >= 2 to form a pair, got {self.num_samples}")
-        if self.learn_epochs < 1:
-            raise ValueError(f"learn_epochs must be >= 1, got {self.learn_epochs}")
         if self.buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {self.buffer_size}")
 
@@ -99,7 +86,7 @@ class Explorer(Protocol):
         ...
 
 
-class DAPAgent:
+class DAPAgent(Agent):
     """Policy (actor) + learner (+ optional explorer) for online preference learning.
 
     Args:
@@ -110,34 +97,20 @@ class DAPAgent:
         explorer: optional pair selector; without one the first two samples duel.
     """
 
+    config: DAPAgentConfig
+
     def __init__(self, policy: Any, learner: Any, config: DAPAgentConfig | None = None, explorer: Any = None):
-        self.policy = policy
-        self.learner = learner
-        self.config = config or DAPAgentConfig()
+        super().__init__(policy, learner, config or DAPAgentConfig())
         self.explorer = explorer
         self.buffer: list[PreferencePair] = []
-        self.round = 0
         self._pending: dict[str, Any] | None = None
-        self._rng = np.random.default_rng(self.config.seed)
-        tokenizer = policy.tokenizer
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     # -- acting ----------------------------------------------------------------------------
-    def sampling_params(self, greedy: bool = False) -> SamplingParams:
-        c = self.config
-        return SamplingParams(
-            temperature=0.0 if greedy else c.temperature,
-            top_p=1.0 if greedy else c.top_p,
-            max_new_tokens=c.max_new_tokens,
-            stop=c.stop,
-            seed=None if greedy else c.seed + self.round,
-        )
-
     def act(self, prompts: Sequence[str]) -> tuple[list[str], list[str]]:
         """Sample candidates and choose the duel: ``(responses_a, responses_b)``."""
         if not prompts:
             raise ValueError("act() needs at least one prompt")
-        gens = self.policy.generate(list(prompts), n=self.config.num_samples, sampling=self.sampling_params())
+        gens = self.generate(list(prompts), n=self.config.num_samples, sampling=self.sampling_params())
         if self.explorer is not None:
             pairs = np.asarray(self.explorer.select(prompts, gens.texts), dtype=np.int64)
             if pairs.shape != (len(prompts), 2):
@@ -268,31 +241,11 @@ class DAPAgent:
             self.buffer.clear()
         return result
 
-    def sync_weights(self) -> float:
-        """Push the learner's weights into the policy; returns the seconds it took."""
-        start = time.perf_counter()
-        self.policy.load_weights(self.learner.state_dict_for_sync())
-        return time.perf_counter() - start
-
-    def load_policy_weights(self, weights: Any) -> None:
-        """Load given weights into the policy (e.g. restore a lagging actor after an evaluation)."""
-        self.policy.load_weights(weights)
-
-    # -- evaluation ------------------------------------------------------------------------
-    def generate_greedy(self, prompts: Sequence[str]) -> list[str]:
-        """Greedy responses of the policy (as currently synced)."""
-        gens = self.policy.generate(list(prompts), n=1, sampling=self.sampling_params(greedy=True))
-        return [t[0] for t in gens.texts]
-
     # -- checkpointing ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "buffer": [asdict(p) for p in self.buffer],
-            "round": self.round,
-            "rng": self._rng.bit_generator.state,
-        }
+        """The buffer of pairs, plus the round counter and RNG (:meth:`Agent.state_dict`)."""
+        return {**super().state_dict(), "buffer": [asdict(p) for p in self.buffer]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.buffer = [PreferencePair(**p) for p in state["buffer"]]
-        self.round = int(state["round"])
-        self._rng.bit_generator.state = state["rng"]
+        super().load_state_dict(state)

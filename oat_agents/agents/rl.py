@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from oat_agents.agents.base import Agent, AgentConfig
 from oat_agents.agents.batching import accumulation_chunks, collate_responses
 from oat_agents.algorithms.logprobs import token_logprobs
 from oat_agents.algorithms.pg import (
@@ -59,7 +60,7 @@ from oat_agents.algorithms.pg import (
     masked_mean,
     pg_loss,
 )
-from oat_agents.policies.base import Generations, SamplingParams
+from oat_agents.policies.base import Generations
 
 
 def _default_pg() -> PGConfig:
@@ -68,23 +69,12 @@ def _default_pg() -> PGConfig:
 
 
 @dataclass
-class RLAgentConfig:
-    """Options of :class:`RLAgent`."""
+class RLAgentConfig(AgentConfig):
+    """Options of :class:`RLAgent`: the sampling block of :class:`~oat_agents.agents.base.AgentConfig` (its
+    ``temperature`` is also the learner's log-prob temperature), the optimisation and the objective."""
 
     num_samples: int = 8
     """G: responses per prompt (the group size of grpo/dr_grpo/rloo). Multi-turn acting samples 1."""
-    temperature: float = 1.0
-    """Sampling temperature (also used for the learner's log-probs)."""
-    top_p: float = 1.0
-    """Nucleus sampling threshold."""
-    max_new_tokens: int = 64
-    """Longest response (one turn), in tokens."""
-    stop: tuple[str, ...] = ()
-    """Stop strings ending a response early."""
-    max_seq_length: int = 1024
-    """Longest prompt + response trained on; longer rows lose response tokens from the end."""
-    learn_epochs: int = 1
-    """Passes over the buffer per ``learn()``."""
     num_mini_batches: int = 1
     """Optimizer steps per pass: the buffer is split into this many shuffled mini-batches."""
     turn_gamma: float = 1.0
@@ -97,28 +87,24 @@ class RLAgentConfig:
     weight sync. Needs a policy with ``sleep()``/``wake_up()`` (``VLLMPolicy(enable_sleep_mode=True)``)."""
     log_entropy: bool = True
     """Log the policy's per-token entropy (a (tokens, vocab) softmax; turn off for large vocabularies)."""
-    seed: int = 0
-    """Base seed of sampling (round ``t`` samples with ``seed + t``) and of mini-batch shuffling."""
     pg: PGConfig = field(default_factory=_default_pg)
     """The policy-gradient objective (estimator, clipping, TIS, KL, aggregation, truncation)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.pg, PGConfig):
             raise TypeError(f"pg must be a PGConfig, got {type(self.pg).__name__}")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
         if self.pg.advantage_estimator in GROUP_ESTIMATORS and self.num_samples < 2:
             raise ValueError(f"{self.pg.advantage_estimator} needs num_samples >= 2 (a group to compare within)")
         if self.pg.group_size is not None and self.pg.group_size != self.num_samples:
             raise ValueError(f"pg.group_size={self.pg.group_size} disagrees with num_samples={self.num_samples}")
-        for name in ("learn_epochs", "num_mini_batches", "max_new_tokens", "max_seq_length", "min_turns_to_learn"):
+        for name in ("num_mini_batches", "min_turns_to_learn"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.turn_gamma <= 1.0:
             raise ValueError(f"turn_gamma must be in [0, 1], got {self.turn_gamma}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0 for RL sampling, got {self.temperature}")
-        self.stop = tuple(self.stop)
 
 
 @dataclass
@@ -139,7 +125,7 @@ class Rollout:
     last: bool = True
 
 
-class RLAgent:
+class RLAgent(Agent):
     """Policy (actor) + learner (+ optional critic) for RL with verifiable rewards.
 
     Args:
@@ -149,10 +135,11 @@ class RLAgent:
         critic: optional :class:`~oat_agents.critic.CriticTrainer`; required by ``advantage_estimator="ppo"``.
     """
 
+    config: RLAgentConfig
+
     def __init__(self, policy: Any, learner: Any, config: RLAgentConfig | None = None, critic: Any = None):
-        self.policy = policy
-        self.learner = learner
-        self.config = config or RLAgentConfig()
+        config = config or RLAgentConfig()
+        super().__init__(policy, learner, config, collocate=config.collocate)
         self.critic = critic
         if self.config.pg.advantage_estimator == "ppo" and critic is None:
             raise ValueError("advantage_estimator='ppo' needs a critic (oat_agents.critic.CriticTrainer)")
@@ -166,38 +153,12 @@ class RLAgent:
             pg = dataclasses.replace(pg, constant_normalizer=float(self.config.max_new_tokens))
         self.pg = pg
         self.buffer: list[Rollout] = []
-        self.round = 0
         self.episodes_done = 0
         self._pending: dict[str, Any] | None = None
         self._open: list[list[Rollout]] | None = None
         self._mode: str | None = None
-        self._rng = np.random.default_rng(self.config.seed)
-        if self.config.collocate and not (callable(getattr(policy, "sleep", None)) and callable(
-            getattr(policy, "wake_up", None))):
-            raise TypeError(f"collocate=True needs a policy with sleep()/wake_up(), got {type(policy).__name__}")
-        tokenizer = policy.tokenizer
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     # -- acting ----------------------------------------------------------------------------
-    def sampling_params(self, greedy: bool = False) -> SamplingParams:
-        c = self.config
-        return SamplingParams(
-            temperature=0.0 if greedy else c.temperature,
-            top_p=1.0 if greedy else c.top_p,
-            max_new_tokens=c.max_new_tokens,
-            stop=c.stop,
-            seed=None if greedy else c.seed + self.round,
-        )
-
-    def _generate(self, prompts: list[Any], n: int, sampling: SamplingParams) -> Generations:
-        """Generate, waking a collocated policy first and putting it back to sleep afterwards."""
-        if self.config.collocate:
-            self.policy.wake_up()
-        gens = self.policy.generate(prompts, n=n, sampling=sampling)
-        if self.config.collocate:
-            self.policy.sleep(level=1)
-        return gens
-
     def _set_mode(self, mode: str) -> None:
         if self._mode is not None and self._mode != mode:
             raise RuntimeError(f"this agent acts in {self._mode} mode; do not mix act() and act_turns()")
@@ -225,7 +186,7 @@ class RLAgent:
                     f"observations {i * g}..{(i + 1) * g - 1} are not one group of identical prompts: serve each "
                     f"prompt num_samples={g} times in a row (oat_agents.loops.group_rl.make_grouped_vec)"
                 )
-        gens = self._generate(prompts, g, self.sampling_params())
+        gens = self.generate(prompts, g, self.sampling_params())
         self._check_generations(gens, len(prompts), g)
         self._pending = {"gens": gens}
         return gens.flat_texts()
@@ -274,7 +235,7 @@ class RLAgent:
             self._open = [[] for _ in obs]
         if len(obs) != len(self._open):
             raise ValueError(f"got {len(obs)} observations, but the episodes in progress are {len(self._open)}")
-        gens = self._generate(obs, 1, self.sampling_params())
+        gens = self.generate(obs, 1, self.sampling_params())
         self._check_generations(gens, len(obs), 1)
         self._pending = {"gens": gens}
         return [t[0] for t in gens.texts]
@@ -529,41 +490,20 @@ class RLAgent:
         ms.update(self.critic.step())
         return ms
 
-    def sync_weights(self) -> float:
-        """Push the learner's weights into the policy; returns the seconds it took."""
-        start = time.perf_counter()
-        self.load_policy_weights(self.learner.state_dict_for_sync())
-        return time.perf_counter() - start
-
-    def load_policy_weights(self, weights: Any) -> None:
-        """Load weights into the policy (waking a collocated one for the reload, then sleeping again)."""
-        if self.config.collocate:
-            self.policy.wake_up()  # level-1 sleep keeps the weights on CPU; reload them in place, awake
-        self.policy.load_weights(weights)
-        if self.config.collocate:
-            self.policy.sleep(level=1)
-
-    # -- evaluation ------------------------------------------------------------------------
-    def generate_greedy(self, prompts: Sequence[Any]) -> list[str]:
-        """Greedy responses of the policy (as currently synced)."""
-        gens = self._generate(list(prompts), 1, self.sampling_params(greedy=True))
-        return [t[0] for t in gens.texts]
-
     # -- checkpointing ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The buffer, the episodes in progress and the mode, plus the round counter and RNG."""
         return {
+            **super().state_dict(),
             "buffer": [asdict(r) for r in self.buffer],
             "open": None if self._open is None else [[asdict(r) for r in ep] for ep in self._open],
-            "round": self.round,
             "episodes_done": self.episodes_done,
             "mode": self._mode,
-            "rng": self._rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.buffer = [Rollout(**r) for r in state["buffer"]]
         self._open = None if state["open"] is None else [[Rollout(**r) for r in ep] for ep in state["open"]]
-        self.round = int(state["round"])
         self.episodes_done = int(state["episodes_done"])
         self._mode = state["mode"]
-        self._rng.bit_generator.state = state["rng"]
+        super().load_state_dict(state)
