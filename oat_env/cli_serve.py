@@ -10,12 +10,16 @@ Examples::
 Binds 127.0.0.1 unless ``--host`` says otherwise. Endpoints: ``POST /reward``, ``POST /compare``,
 ``GET /`` (health), ``GET /metrics``.
 
-The Mosec server runs as a child process under a supervisor (this process): when it exits for any
+The supervisor (this process) listens on ``--host:--port`` itself with a thin byte-relaying front
+(:mod:`oat_env.oracles.remote.front`: it turns an empty POST body, which Mosec would answer
+``200 "no data provided"``, into a 400, and answers 503 while Mosec restarts) and runs the Mosec
+server on an internal 127.0.0.1 port. The Mosec server runs as a child process: when it exits for any
 reason other than SIGINT/SIGTERM to the supervisor (e.g. every worker of one stage was killed,
 which Mosec answers by stopping, with exit code 0), its process group is reaped, the named
 semaphores it leaves in ``/dev/shm`` are unlinked, and it is started again; clients retry through
 the gap. After more than ``--max-restarts`` restarts within ``--restart-window`` seconds the
-supervisor gives up and exits with status 1. ``--no-supervise`` runs Mosec in the foreground.
+supervisor gives up and exits with status 1. ``--no-supervise`` runs Mosec in the foreground on
+``--host:--port`` (no front: an empty body gets Mosec's own 200 there).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="oracle worker processes")
     p.add_argument("--max-batch-size", type=int, default=32, help="max requests merged into one oracle call")
-    p.add_argument("--max-wait-ms", type=int, default=10, help="max time a batch waits to fill up")
+    p.add_argument(
+        "--max-wait-ms",
+        type=int,
+        default=0,
+        help="ms a batch waits for more requests; 0 (default): batch only what is already queued",
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds one batched oracle call may take")
     p.add_argument("--max-request-bytes", type=int, default=4 * 1024 * 1024, help="larger bodies get 413")
     p.add_argument("--max-items", type=int, default=4096, help="items per request, more gets 422")
@@ -131,12 +141,37 @@ def _reap_group(proc: subprocess.Popen, grace: float) -> None:
     proc.wait()
 
 
-def supervise(argv: Sequence[str], max_restarts: int, window_s: float) -> int:
-    """Run ``oat-serve-oracle --no-supervise argv`` and restart it whenever it exits.
+def _loopback_port() -> int:
+    """A free 127.0.0.1 port for the Mosec server behind the front (kept across restarts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def supervise(
+    argv: Sequence[str], max_restarts: int, window_s: float, host: str = "127.0.0.1", port: int = 8000,
+    max_request_bytes: int | None = None,
+) -> int:
+    """Serve ``host:port`` with the front and run ``oat-serve-oracle --no-supervise argv`` behind it
+    on a loopback port, restarting it whenever it exits.
 
     Returns 0 after SIGINT/SIGTERM, 1 when the server died more than ``max_restarts`` times within
     ``window_s`` seconds.
     """
+    from oat_env.oracles.remote.front import Front
+
+    inner = _loopback_port()
+    try:
+        front = Front(host, port, ("127.0.0.1", inner), max_body_bytes=max_request_bytes)
+    except OSError as err:
+        raise SystemExit(f"oat-serve-oracle: cannot listen on {host}:{port}: {err}") from err
+    try:
+        return _supervise_child([*argv, "--host", "127.0.0.1", "--port", str(inner)], max_restarts, window_s)
+    finally:
+        front.close()
+
+
+def _supervise_child(argv: Sequence[str], max_restarts: int, window_s: float) -> int:
     stop = {"sig": None}
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -188,7 +223,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.no_supervise:
         if args.max_restarts < 0 or not args.restart_window > 0:
             raise SystemExit("--max-restarts must be >= 0 and --restart-window > 0")
-        raise SystemExit(supervise(argv, args.max_restarts, args.restart_window))
+        raise SystemExit(
+            supervise(argv, args.max_restarts, args.restart_window, host=args.host, port=args.port,
+                      max_request_bytes=args.max_request_bytes)
+        )
     serve(
         spec,
         host=args.host,

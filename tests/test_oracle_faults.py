@@ -159,9 +159,10 @@ def test_malformed_and_oversized_requests_get_clean_4xx(tmp_path: Path) -> None:
             return resp.status, await resp.text(errors="replace"), time.monotonic() - t0
 
     cases = [
-        # Mosec's Rust front end answers an empty body itself (200, "no data provided") before any
-        # Python worker sees it; codec.decode_request's 400 "empty body" is unreachable behind it.
-        ("/reward", b"", 200, "no data provided"),
+        # Mosec alone would answer an empty body 200 "no data provided"; the supervisor's front
+        # forwards it as a marker the ingress rejects (issue #16).
+        ("/reward", b"", 400, "empty body"),
+        ("/compare", b"", 400, "empty body"),
         ("/reward", b"\xc1 not msgpack", 400, "msgpack"),
         ("/reward", codec.pack([1, 2]), 422, "map"),
         ("/reward", codec.pack({"prompts": "a", "responses": ["b"]}), 422, "array"),

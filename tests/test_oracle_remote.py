@@ -234,14 +234,16 @@ def test_malformed_bodies_get_4xx(served: Served) -> None:
             await post("/compare", codec.pack({"prompts": ["a"], "responses_a": [1], "responses_b": ["b"]})),
             await post("/reward", codec.pack({"prompts": ["a"] * 5000, "responses": ["b"] * 5000})),
             await post("/reward", codec.pack({"prompts": ["x" * (9 * 1024 * 1024)], "responses": ["b"]})),
+            await post("/reward", b""),
         ]
 
-    (s1, t1), (s2, t2), (s3, t3), (s4, t4), (s5, _) = asyncio.run(main())
+    (s1, t1), (s2, t2), (s3, t3), (s4, t4), (s5, _), (s6, t6) = asyncio.run(main())
     assert s1 == 400 and "msgpack" in t1
     assert s2 == 422 and "missing field" in t2
     assert s3 == 422 and "responses_a[0]" in t3
     assert s4 == 422 and "limit" in t4
     assert s5 == 413
+    assert s6 == 400 and t6 == "decoding error: empty body: expected a msgpack map"  # not Mosec's 200
 
 
 def test_oracle_rejection_is_isolated_to_its_request(served: Served) -> None:

@@ -5,6 +5,8 @@
 * :mod:`.client` -- :class:`RemoteOracle`, implementing both oracle protocols with chunking,
   concurrency, timeouts, retries, and exactly-once, in-order answers.
 * :mod:`.codec` -- the wire format (request validation and encoding).
+* :mod:`.front` -- the supervisor's byte-relaying front on the public port (empty body -> 400,
+  503 while Mosec restarts).
 * :mod:`.aio` -- shared async HTTP helpers (event-loop thread, rate limit, retries).
 
 Nothing heavy is imported here.

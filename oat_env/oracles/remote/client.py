@@ -154,13 +154,19 @@ class RemoteOracle:
             raise AssertionError("unreachable")
 
         t0 = time.perf_counter()
-        parts = await gather_or_cancel([one_chunk(s) for s in starts])
         field = codec.RESULT_FIELD[op]
-        values = np.concatenate([getattr(p, field) for p in parts])
-        info: dict[str, np.ndarray] = {}
-        for key in parts[0].info:
-            if all(key in p.info for p in parts):
-                info[key] = np.concatenate([p.info[key] for p in parts])
+        if len(starts) == 1:
+            # One chunk (e.g. one env per request): no task to spawn, nothing to concatenate. This
+            # path runs once per request at high request rates, where the client's own CPU counts.
+            parts = [await one_chunk(0)]
+            values, info = getattr(parts[0], field), dict(parts[0].info)
+        else:
+            parts = await gather_or_cancel([one_chunk(s) for s in starts])
+            values = np.concatenate([getattr(p, field) for p in parts])
+            info = {}
+            for key in parts[0].info:
+                if all(key in p.info for p in parts):
+                    info[key] = np.concatenate([p.info[key] for p in parts])
         metrics = {
             "latency_s": time.perf_counter() - t0,
             "requests": float(len(starts)),

@@ -29,6 +29,11 @@ FIELDS = {"reward": ("prompts", "responses"), "compare": ("prompts", "responses_
 RESULT_FIELD = {"reward": "scores", "compare": "prob_a_wins"}
 
 
+#: What ``oat-serve-oracle``'s front forwards in place of an empty POST body (Mosec would answer an
+#: empty body 200 itself): the one byte msgpack never uses, so no valid request equals it.
+EMPTY_BODY_MARKER = b"\xc1"
+
+
 class RequestError(ValueError):
     """A request body is malformed (wrong type, missing field, mismatched lengths, too many items)."""
 
@@ -69,7 +74,7 @@ def decode_request(
     ``max_items`` caps the items per request and ``max_item_bytes`` (if given) the UTF-8 size of
     each string (prompt, response, reference); both raise :class:`RequestError` (HTTP 422).
     """
-    if not payload:
+    if not payload or payload == EMPTY_BODY_MARKER:
         raise BodyDecodeError("empty body: expected a msgpack map")
     try:
         body = unpack(payload)

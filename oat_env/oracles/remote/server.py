@@ -10,19 +10,32 @@ Two stages per route:
 
 1. **Ingress** (``max_batch_size=1``): parses and validates ONE request body, so a malformed body
    gets its own 400/422 and never poisons a batch it would otherwise have shared.
-2. **OracleWorker** (shared by both routes; ``num_workers`` processes, dynamic batching with
-   ``max_batch_size`` requests / ``max_wait_ms``): a Mosec batch is a list of requests; the items
+2. **OracleWorker** (shared by both routes; ``num_workers`` processes, dynamic batching of up to
+   ``max_batch_size`` requests): a Mosec batch is a list of requests; the items
    of all requests of one op are concatenated into ONE oracle call and split back per request.
    If that call raises ``ValueError``/``TypeError`` (bad input for this oracle) and the batch has
    several requests, each request is retried alone so only the offending one is rejected (as an
    ``{"error", "status": 422}`` body, since Mosec answers a whole batch with one status code).
 
+**Batching only what is queued** (``max_wait_ms=0``, the default). Mosec's batcher (Rust,
+``protocol.rs:get_batch``) takes the first queued request, then keeps adding requests until the
+batch is full or ``max_wait_time`` has passed since that first one; with a wait of 0 the inner
+collector is polled once (tokio's ``timeout`` polls the future before its deadline), so a batch
+holds exactly the requests already queued when a worker becomes free. A lone request is served at
+once (after tokio's next 1 ms timer tick: tokio rounds every deadline up to the end of a millisecond,
+so even a zero wait costs up to ~1 ms, measured as +0.9-1.2 ms p50 against batch-1 serving), and
+under load requests pile up while the worker is busy and form the next batch. A
+positive ``max_wait_ms`` makes every batch wait that long for company (Mosec's own behaviour).
+Mosec's Python side maps ``max_wait_time=0`` to its deprecated ``--wait`` option (default
+10 ms), so :func:`serve` passes ``--wait`` explicitly.
 The oracle is built inside each worker process from a JSON spec in ``$OAT_ORACLE_SPEC`` (see
 :func:`build_oracle`). Mosec reads its own options from ``sys.argv``; :func:`serve` sets them.
 
 **Limits.** A body over ``max_request_bytes`` gets 413 (Mosec, before any worker sees it); more
-than ``max_items`` items, or one string over ``max_item_bytes`` UTF-8 bytes, gets 422; an empty
-or non-msgpack body gets 400. Error bodies carry only the message (no paths or frame reprs: Mosec's
+than ``max_items`` items, or one string over ``max_item_bytes`` UTF-8 bytes, gets 422; a
+non-msgpack body gets 400, and so does an empty one behind ``oat-serve-oracle``'s front
+(:mod:`.front` forwards it as :data:`.codec.EMPTY_BODY_MARKER`; Mosec alone answers an empty body
+``200 "no data provided"`` in Rust, with no option to change that). Error bodies carry only the message (no paths or frame reprs: Mosec's
 own timeout message, which embeds the Python frame, is replaced by :func:`_clean_timeout`).
 
 **Failures.** Each ingress stage runs ``ingress_workers`` (default 2) processes, so Mosec
@@ -265,14 +278,14 @@ def build_server(
     *,
     num_workers: int = 1,
     max_batch_size: int = 32,
-    max_wait_ms: int = 10,
+    max_wait_ms: int = 0,
     timeout_s: float = 60.0,
     ingress_workers: int = 2,
 ) -> Server:
     """A configured (not yet running) Mosec server for ``spec``; mosec options come from sys.argv."""
-    if min(num_workers, max_batch_size, max_wait_ms, ingress_workers) < 1 or not timeout_s > 0:
+    if min(num_workers, max_batch_size, ingress_workers) < 1 or max_wait_ms < 0 or not timeout_s > 0:
         raise ValueError(
-            "num_workers, max_batch_size, max_wait_ms, ingress_workers must be >= 1 and timeout_s > 0"
+            "num_workers, max_batch_size, ingress_workers must be >= 1, max_wait_ms >= 0 and timeout_s > 0"
         )
     env = {SPEC_ENV: json.dumps(spec)}
     os.environ[SPEC_ENV] = env[SPEC_ENV]
@@ -307,7 +320,7 @@ def serve(
     port: int = 8000,
     num_workers: int = 1,
     max_batch_size: int = 32,
-    max_wait_ms: int = 10,
+    max_wait_ms: int = 0,
     timeout_s: float = 60.0,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     capacity: int = 1024,
@@ -325,6 +338,8 @@ def serve(
         "--max-request-size", str(max_request_bytes),
         "--capacity", str(capacity),
         "--log-level", log_level,
+        # append_worker replaces max_wait_time=0 by this (deprecated) default; 0 must stay 0.
+        "--wait", str(max_wait_ms),
     ]  # fmt: skip
     server = build_server(
         spec,
