@@ -1,5 +1,6 @@
-"""The regret benchmark: ``oat-bench regret --quick`` end to end (table, JSON, plot), results that do not
-depend on the number of worker processes, and the aggregation / ordering verdicts on hand-made curves."""
+"""The regret benchmark's arithmetic testbeds (``demo``, ``arithmetic-wide``): ``oat-bench regret --quick`` end to end
+(table, JSON, plot), results that do not depend on the number of worker processes, the CLI's testbed selection,
+and the aggregation / ordering verdicts on hand-made curves. The ``linear`` testbed: tests/test_regret_linear.py."""
 
 import json
 import subprocess
@@ -11,7 +12,16 @@ import pytest
 from conftest import subprocess_env
 from PIL import Image
 
-from oat_agents.bench.regret import BenchConfig, aggregate, format_table, orderings, run_benchmark
+from oat_agents.bench.regret import (
+    METHODS,
+    BenchConfig,
+    LinearConfig,
+    aggregate,
+    format_table,
+    orderings,
+    parse_args,
+    run_benchmark,
+)
 
 QUICK_METHODS = ("passive", "offline", "bai_ts")
 
@@ -79,7 +89,7 @@ def test_aggregate_mean_se_auc_and_queries_to_target():
     assert agg["bai_ts"]["queries_to_passive_final"] == 200
     verdicts = orderings(agg)
     assert len(verdicts) == 1 and verdicts[0].startswith("SEA (bai_ts) learns faster than passive online DPO: yes")
-    table = format_table(agg, BenchConfig(methods=["passive", "bai_ts"]))
+    table = format_table(agg, BenchConfig(methods=["passive", "bai_ts"]).describe())
     assert "| bai_ts | 42.0 ± 2.0 | 1.312 |" in table
 
 
@@ -103,6 +113,19 @@ def test_orderings_never_say_yes_when_the_intervals_overlap():
     assert verdict.startswith("SEA (bai_ts) learns faster than passive online DPO: no ordering (±1 s.e. overlap)")
 
 
+def test_cli_selects_the_testbed_and_keeps_demo_the_default():
+    demo = parse_args([])
+    assert isinstance(demo, BenchConfig) and demo.testbed == "demo" and demo.env_kwargs["max_digits"] == 1
+    assert demo.num_samples == 4 and demo.queries == 32768 and list(demo.methods) == list(METHODS)
+    assert {"random", "ids"} <= set(demo.methods)  # the control and IDS are in every full table
+    wide = parse_args(["--testbed", "arithmetic-wide"])
+    assert wide.env_kwargs["max_digits"] == 2 and wide.num_samples == 8 and len(wide.seeds) >= 5
+    linear = parse_args(["--testbed", "linear", "--quick", "--erm-lambda", "10", "--seeds", "3", "4"])
+    assert isinstance(linear, LinearConfig) and linear.erm_lambda == 10 and linear.seeds == [3, 4]
+    with pytest.raises(SystemExit):
+        parse_args(["--testbed", "demo", "--erm-lambda", "10"])  # a linear-only option
+
+
 def test_bench_config_validation():
     with pytest.raises(ValueError, match="unknown methods"):
         BenchConfig(methods=["passive", "magic"])
@@ -110,3 +133,7 @@ def test_bench_config_validation():
         BenchConfig(workers=0)
     with pytest.raises(ValueError, match="at least num_envs"):
         BenchConfig(queries=8)
+    with pytest.raises(ValueError, match="unknown testbed"):
+        BenchConfig(testbed="sums")
+    with pytest.raises(ValueError, match="its own config"):
+        BenchConfig(testbed="linear")

@@ -13,12 +13,15 @@ from oat_agents.exploration.selectors import (
     duel_variance,
     erm_labels,
     gather_pair_rewards,
+    ids_terms,
     pair_epistemic_variance,
     select_bai_ts,
     select_best_of_n,
     select_ee_ts,
+    select_ids,
     select_pairs,
     select_passive,
+    select_random,
     select_uncertainty,
     split_model_rollout,
     ts_agreement,
@@ -196,6 +199,104 @@ def test_best_of_n_uses_ensemble_mean():
     rewards = tile([[3.0, 1.0, 0.0, 1.8], [0.0, 3.0, 1.0, 2.0]], 2)
     sel = select_best_of_n(rewards)
     assert sel.indices.tolist() == [[1, 3], [1, 3]]
+
+
+# ------------------------------------------------------------------------------ random-pair control
+
+
+def test_random_is_uniform_over_distinguishable_pairs_in_both_orders():
+    # Candidates 1 and 2 are identical under every member (same features): (1, 2) is never dueled; the other
+    # 5 unordered pairs of K = 4 each have probability 1/5, and each order 1/10.
+    rewards = tile([[0.0, 1.0, 1.0, 2.0], [3.0, -1.0, -1.0, 0.5]], 5000)
+    sel = select_random(rewards, gen(0))
+    pairs = [tuple(p) for p in sel.indices.tolist()]
+    assert all(i != j for i, j in pairs)
+    assert not any(sorted(p) == [1, 2] for p in pairs)
+    unordered = {q: sum(tuple(sorted(p)) == q for p in pairs) for q in itertools.combinations(range(4), 2)}
+    assert unordered[(1, 2)] == 0
+    assert all(880 < c < 1120 for q, c in unordered.items() if q != (1, 2)), unordered  # 1000 ± 3.5 sd
+    first_smaller = sum(i < j for i, j in pairs) / len(pairs)
+    assert first_smaller == pytest.approx(0.5, abs=0.03)
+    assert not torch.equal(select_random(rewards, gen(1)).indices, sel.indices)
+
+
+def test_random_falls_back_to_distinct_indices_when_all_candidates_are_identical():
+    sel = select_random(tile([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]], 300), gen(0))
+    assert bool((sel.indices[:, 0] != sel.indices[:, 1]).all())
+    assert set(map(tuple, sel.indices.tolist())) == set(itertools.permutations(range(3), 2))
+
+
+# ---------------------------------------------------------------------- information-directed sampling
+
+
+def _ids_by_hand(member_rewards: list[list[float]]) -> dict[tuple[int, int], tuple[float, float]]:
+    """``{(i, j): (Δ, g)}`` for one prompt from the module docstring's formulas, in plain Python."""
+    def h(p: float) -> float:
+        return 0.0 if p in (0.0, 1.0) else -p * np.log(p) - (1 - p) * np.log(1 - p)
+
+    E, K = len(member_rewards), len(member_rewards[0])
+    out = {}
+    for i, j in itertools.combinations(range(K), 2):
+        regret = sum(max(r) - 0.5 * (r[i] + r[j]) for r in member_rewards) / E
+        ps = [1 / (1 + np.exp(-(r[i] - r[j]))) for r in member_rewards]
+        gain = h(sum(ps) / E) - sum(h(p) for p in ps) / E
+        out[(i, j)] = (regret, gain)
+    return out
+
+
+def test_ids_picks_the_pair_of_least_information_ratio_on_a_hand_made_ensemble():
+    # Candidate 0 is the best under both members; the members disagree about 1 vs 2 (the most uncertain duel,
+    # which `uncertainty` picks) but both rate them far below 0. By the formulas (values from _ids_by_hand):
+    #   (0, 1): Δ = 1.000, g = 0.0501 → Ψ = 19.96    (0, 2): Δ = 1.000, g = 0.0501 → Ψ = 19.96
+    #   (1, 2): Δ = 2.000, g = 0.3278 → Ψ = 12.2   ← least ratio: the disagreement is worth the regret.
+    members = [[4.0, 3.0, 1.0], [4.0, 1.0, 3.0]]
+    table = _ids_by_hand(members)
+    ratio = {q: d**2 / g for q, (d, g) in table.items()}
+    assert min(ratio, key=ratio.get) == (1, 2)
+    sel = select_ids(tile(members, 3), gen())
+    assert sorted(sel.indices[0].tolist()) == [1, 2] and select_uncertainty(tile(members, 1)).indices.tolist() == [[1, 2]]
+    regret, gain = ids_terms(tile(members, 1))
+    for (i, j), (d, g) in table.items():
+        assert regret[0, i, j].item() == pytest.approx(d, rel=1e-5) and gain[0, i, j].item() == pytest.approx(g, rel=1e-4)
+        assert regret[0, j, i].item() == pytest.approx(d, rel=1e-5) and gain[0, j, i].item() == pytest.approx(g, rel=1e-4)
+    assert sel.metrics["explorer/ids_regret"] == pytest.approx(table[(1, 2)][0], rel=1e-5)
+    assert sel.metrics["explorer/ids_info_gain"] == pytest.approx(table[(1, 2)][1], rel=1e-4)
+    assert sel.metrics["explorer/ids_fallback_rate"] == 0.0
+    # Now the members dispute which of 0 and 1 is best. Ψ: (0, 1) 0.4167² / 0.0703 = 2.47, (0, 2) 338, (1, 2) 5204.
+    # `uncertainty` would duel (0, 2) (Var_e(R_0 − R_2) = 1.083 > 1.0 for (0, 1)); IDS duels the cheap,
+    # informative top pair.
+    members = [[4.0, 3.5, 0.0], [3.0, 3.5, 0.5], [4.5, 3.0, 0.0]]
+    table = _ids_by_hand(members)
+    ratio = {q: d**2 / g for q, (d, g) in table.items()}
+    assert min(ratio, key=ratio.get) == (0, 1)
+    assert sorted(select_ids(tile(members, 2), gen()).indices[0].tolist()) == [0, 1]
+    assert select_uncertainty(tile(members, 1)).indices.tolist() == [[0, 2]]
+
+
+def test_ids_orders_arms_by_mean_and_matches_brute_force_on_random_ensembles():
+    rewards = torch.randn(6, 40, 5, generator=gen(11)) * 2
+    sel = select_ids(rewards)
+    mean = rewards.mean(dim=0)
+    for b, (i, j) in enumerate(sel.indices.tolist()):
+        table = _ids_by_hand(rewards[:, b].tolist())
+        ratio = {q: d**2 / g for q, (d, g) in table.items() if g > 1e-9}
+        best = min(ratio.values())
+        assert ratio[tuple(sorted((i, j)))] == pytest.approx(best, rel=1e-4)
+        assert mean[b, i] >= mean[b, j]  # arm 0 = higher ensemble-mean reward
+
+
+def test_ids_without_information_exploits_the_least_regret_pair():
+    # One member: no disagreement, g = 0 everywhere → the pair of least Δ = the top two (2, then 0).
+    sel = select_ids(tile([[1.0, -1.0, 3.0, 0.5]], 4))
+    assert sel.indices.tolist() == [[2, 0]] * 4
+    assert sel.metrics["explorer/ids_fallback_rate"] == 1.0
+    # Identical candidates (2 and 3) are never dueled while an informative pair exists.
+    sel = select_ids(tile([[0.0, 1.0, 5.0, 5.0], [1.0, 0.0, 5.0, 5.0]], 2))
+    assert sorted(sel.indices[0].tolist()) != [2, 3]
+    with pytest.raises(ValueError, match="ids_min_gain"):
+        select_ids(torch.randn(2, 1, 3), ids_min_gain=-1.0)
+    assert torch.equal(select_pairs("ids", tile([[1.0, -1.0, 3.0]], 2), gen(), ids_min_gain=0.0).indices,
+                       torch.tensor([[2, 0], [2, 0]]))
 
 
 # ---------------------------------------------------------------------------------- model rollout

@@ -3,7 +3,8 @@
 * :mod:`~oat_agents.exploration.enn` — :class:`EpistemicRewardModel`, an anchored MLP ensemble on frozen
   features trained online with a Bradley–Terry loss.
 * :mod:`~oat_agents.exploration.selectors` — ``passive``, ``ee_ts``, ``bai_ts``, ``uncertainty``,
-  ``best_of_n`` pair selection from ensemble rewards ``(E, B, K)``; model-rollout helpers.
+  ``random`` (the random-pair control), ``ids`` (information-directed sampling), ``best_of_n`` pair
+  selection from ensemble rewards ``(E, B, K)``; model-rollout helpers.
 * :mod:`~oat_agents.exploration.features` — batched feature extractors (policy / reward-model hidden
   states, sentence embeddings). Imported lazily by users (it pulls in transformers).
 * :mod:`~oat_agents.exploration.apl` — APL prompt entropy and implicit-reward-margin pair choice.
@@ -30,15 +31,19 @@ from oat_agents.exploration.selectors import (
     CLASH_FALLBACKS,
     SELECTORS,
     Selection,
+    distinguishable_pairs,
     duel_variance,
     erm_labels,
     gather_pair_rewards,
+    ids_terms,
     pair_epistemic_variance,
     select_bai_ts,
     select_best_of_n,
     select_ee_ts,
+    select_ids,
     select_pairs,
     select_passive,
+    select_random,
     select_uncertainty,
     split_model_rollout,
     ts_agreement,
@@ -54,9 +59,11 @@ __all__ = [
     "Selection",
     "anchored_loss",
     "bradley_terry_losses",
+    "distinguishable_pairs",
     "duel_variance",
     "erm_labels",
     "gather_pair_rewards",
+    "ids_terms",
     "implicit_reward_margin_pairs",
     "implicit_rewards",
     "member_seeds",
@@ -66,9 +73,11 @@ __all__ = [
     "select_best_of_n",
     "select_ee_ts",
     "select_high_entropy_prompts",
+    "select_ids",
     "select_pairs",
     "select_passive",
     "select_prompts_by_margin",
+    "select_random",
     "select_uncertainty",
     "sequence_logps",
     "split_model_rollout",

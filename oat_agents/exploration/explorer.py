@@ -5,8 +5,8 @@ One round with ``B`` prompts and ``K = num_samples`` candidates each:
 1. :meth:`Explorer.select` encodes all ``B·K`` (prompt, candidate) texts in one batched call of the
    feature backbone (``φ(x, y) ∈ R^D``, e.g. the frozen initial policy's last hidden state), evaluates
    the ensemble ``R[e, b, k] = r_e(φ(x_b, y_{b,k}))`` (``(E, B, K)``) and picks a pair per prompt with
-   the configured selector (``passive``, ``ee_ts``, ``bai_ts``, ``uncertainty``, ``best_of_n``; see
-   :mod:`oat_agents.exploration.selectors`).
+   the configured selector (``passive``, ``ee_ts``, ``bai_ts``, ``uncertainty``, ``random``, ``ids``,
+   ``best_of_n``; see :mod:`oat_agents.exploration.selectors`).
 2. After the env's ``step``, :meth:`Explorer.update` receives the oracle labels of the chosen pairs
    (1 = ``a ≻ b``). *Before* training on them it scores the ERM's own prediction
    ``ŷ = 1[mean_e r_e(a) > mean_e r_e(b)]`` against the labels: ``eval/rm_accuracy`` is therefore
@@ -54,6 +54,7 @@ class ExplorerConfig:
 
     method: str = "ee_ts"
     """Pair selector: ``passive``, ``ee_ts`` (E&E double TS), ``bai_ts`` (SEA BAI), ``uncertainty``,
+    ``random`` (random distinguishable pair: the control), ``ids`` (information-directed sampling),
     ``best_of_n``."""
     num_members: int = 10
     """Ensemble members ``E`` of the ERM."""

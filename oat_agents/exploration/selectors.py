@@ -22,9 +22,33 @@ correction 1; ``0`` when ``E = 1``). "A TS draw" samples one member ``e`` unifor
 ``bai_ts``      SEA's BAI selector: first arm by one TS draw, second arm
                 ``j = argmax_{k ≠ i} V_b(k, i)`` — the candidate whose duel with ``i`` is most uncertain.
 ``uncertainty`` pure exploration: ``(i, j) = argmax_{i < j} V_b(i, j)``.
+``random``      the "random is hard to beat" control (arXiv 2604.02766): an unordered pair drawn
+                uniformly among the pairs ``i < j`` the ensemble can tell apart
+                (``max_e |R[e, b, i] − R[e, b, j]| > 0``, i.e. distinct features; identical candidates
+                carry no preference), in a random order; uniform distinct indices when no pair qualifies.
+                It spends the same ``K`` candidates as the uncertainty selectors, without using ``R``'s values.
+``ids``         information-directed sampling (Russo & Van Roy 2014/2018, deterministic variant; the
+                exploration of arXiv 2603.17378): ``(i, j) = argmin_{i < j, g > 0} Δ_b(i, j)² / g_b(i, j)``
+                with the definitions below; arm 0 is the one of higher ensemble-mean reward.
 ``best_of_n``   for evaluation: column 0 = ``argmax_k mean_e R[e, b, k]`` (the BoN response), column 1 =
                 the runner-up by ensemble mean (so the pair can also be dueled: greedy exploitation).
 ==============  ======================================================================================
+
+Information-directed sampling, exactly. The ensemble is the posterior: member ``e`` uniform over ``E``,
+``p_e(i, j) = σ(R[e, b, i] − R[e, b, j])`` the Bradley–Terry probability that ``i ≻ j`` under ``e``, and
+``h(p) = −p log p − (1 − p) log(1 − p)`` (nats):
+
+* expected regret of dueling ``(i, j)`` (the E&E regret of DESIGN.md §5 over the ``K`` candidates):
+  ``Δ_b(i, j) = (1/E) Σ_e [max_k R[e, b, k] − ½ (R[e, b, i] + R[e, b, j])]  ≥ 0``;
+* information gain of its label ``y ~ Bernoulli(p(i, j))``: the mutual information between ``y`` and
+  the member, ``g_b(i, j) = h(p̄) − (1/E) Σ_e h(p_e(i, j))`` with ``p̄ = (1/E) Σ_e p_e(i, j)`` (BALD;
+  ``≥ 0`` by concavity of ``h``, ``0`` when all members agree, e.g. ``E = 1`` or identical candidates;
+  for small disagreements ``g ≈ Var_e p_e / (2 p̄ (1 − p̄))``);
+* information ratio ``Ψ_b(i, j) = Δ_b(i, j)² / g_b(i, j)``, minimised over the pairs with
+  ``g_b > ids_min_gain`` (default ``1e-9``). Russo & Van Roy's IDS randomises over at most two actions;
+  the deterministic argmin is their "deterministic IDS". If no pair has ``g_b > ids_min_gain`` the
+  ensemble has nothing left to learn there and the pair of least ``Δ_b`` (pure exploitation) is dueled.
+  Ties in the argmin go to the lowest ``(i, j)`` in row-major order.
 
 Metrics (each a float, averaged over prompts):
 
@@ -35,6 +59,9 @@ Metrics (each a float, averaged over prompts):
 * ``explorer/clash_rate`` — fraction of prompts whose first proposal had ``i = j`` before clash
   handling (``ee_ts``: ``m_2``'s argmax equals ``m_1``'s; the other selectors never propose a clash).
 * ``explorer/same_pair_rate`` — fraction of returned pairs with ``i = j`` (only ``clash_fallback="none"``).
+* ``ids`` only: ``explorer/ids_regret`` (``Δ_b`` of the chosen pair), ``explorer/ids_info_gain``
+  (``g_b`` of the chosen pair, nats) and ``explorer/ids_fallback_rate`` (prompts where no pair had
+  ``g_b > ids_min_gain``).
 
 Model rollout (SEA §4.2.3, "mixed preference learning", Dyna-style): :func:`split_model_rollout` picks
 which prompts get a pair labelled by the ERM *instead of* the oracle, and :func:`select_confident_pairs`
@@ -56,7 +83,7 @@ from typing import Any
 import numpy as np
 import torch
 
-SELECTORS: tuple[str, ...] = ("passive", "ee_ts", "bai_ts", "uncertainty", "best_of_n")
+SELECTORS: tuple[str, ...] = ("passive", "ee_ts", "bai_ts", "uncertainty", "random", "ids", "best_of_n")
 CLASH_FALLBACKS: tuple[str, ...] = ("second_best", "random", "none")
 
 
@@ -233,6 +260,77 @@ def select_uncertainty(rewards: torch.Tensor, generator: torch.Generator | None 
     return Selection(indices, _metrics(rewards, indices, torch.zeros(B, dtype=torch.bool)))
 
 
+def distinguishable_pairs(rewards: torch.Tensor) -> torch.Tensor:
+    """``(B, K, K)`` bool: ``max_e |R[e, b, i] − R[e, b, j]| > 0`` (candidates the ensemble tells apart)."""
+    diff = rewards.unsqueeze(3) - rewards.unsqueeze(2)  # (E, B, K, K): R_i − R_j
+    return diff.abs().amax(dim=0) > 0
+
+
+def select_random(rewards: torch.Tensor, generator: torch.Generator) -> Selection:
+    """The random-pair control: a uniform pair among the distinguishable ones, random order (module docstring)."""
+    rewards = _check_rewards(rewards)
+    _check_generator(generator)
+    _, B, K = rewards.shape
+    upper = torch.ones(K, K, dtype=torch.bool).triu(diagonal=1)
+    allowed = distinguishable_pairs(rewards) & upper  # (B, K, K)
+    none = ~allowed.reshape(B, -1).any(dim=1)  # (B,): every candidate identical under every member
+    allowed[none] = upper  # fall back to any distinct pair of indices
+    # A uniform draw among the allowed cells: the argmax of i.i.d. uniform scores restricted to them.
+    scores = torch.rand(B, K * K, generator=generator).masked_fill(~allowed.reshape(B, -1), -1.0)
+    flat = scores.argmax(dim=1)
+    i, j = flat // K, flat % K
+    swap = torch.rand(B, generator=generator) < 0.5
+    indices = torch.stack([torch.where(swap, j, i), torch.where(swap, i, j)], dim=1)
+    return Selection(indices, _metrics(rewards, indices, torch.zeros(B, dtype=torch.bool)))
+
+
+def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    """``h(p) = −p log p − (1 − p) log(1 − p)`` in nats, with ``h(0) = h(1) = 0``."""
+    return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p))
+
+
+def ids_terms(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """IDS's expected regret ``Δ[b, i, j]`` and information gain ``g[b, i, j]`` (module docstring), each
+    ``(B, K, K)``, symmetric in ``(i, j)``; ``g`` has a zero diagonal."""
+    rewards = _check_rewards(rewards)
+    best = rewards.amax(dim=2, keepdim=True)  # (E, B, 1): max_k R[e, b, k]
+    half_sum = 0.5 * (rewards.unsqueeze(3) + rewards.unsqueeze(2))  # (E, B, K, K): ½ (R_i + R_j)
+    regret = (best.unsqueeze(3) - half_sum).mean(dim=0)  # (B, K, K)
+    p = torch.sigmoid(rewards.unsqueeze(3) - rewards.unsqueeze(2))  # (E, B, K, K): p_e(i ≻ j)
+    gain = _binary_entropy(p.mean(dim=0)) - _binary_entropy(p).mean(dim=0)  # (B, K, K)
+    return regret, gain.clamp(min=0.0)
+
+
+def select_ids(rewards: torch.Tensor, generator: torch.Generator | None = None,
+               ids_min_gain: float = 1e-9) -> Selection:
+    """Deterministic information-directed sampling: ``argmin_{i<j, g > ids_min_gain} Δ² / g`` (module
+    docstring); arm 0 has the higher ensemble-mean reward. ``generator`` is unused."""
+    rewards = _check_rewards(rewards)
+    if not ids_min_gain >= 0:
+        raise ValueError(f"ids_min_gain must be >= 0, got {ids_min_gain}")
+    _, B, K = rewards.shape
+    regret, gain = ids_terms(rewards)  # (B, K, K) each
+    upper = torch.ones(K, K, dtype=torch.bool).triu(diagonal=1)
+    informative = (gain > ids_min_gain) & upper  # (B, K, K)
+    ratio = regret.pow(2) / gain.clamp(min=torch.finfo(gain.dtype).tiny)
+    ratio = ratio.masked_fill(~informative, float("inf"))
+    fallback = ~informative.reshape(B, -1).any(dim=1)  # (B,)
+    score = torch.where(fallback.view(B, 1, 1), regret.masked_fill(~upper, float("inf")), ratio)
+    flat = score.reshape(B, K * K).argmin(dim=1)
+    i, j = flat // K, flat % K
+    mean = rewards.mean(dim=0)  # (B, K)
+    rows = torch.arange(B)
+    j_first = mean[rows, j] > mean[rows, i]
+    indices = torch.stack([torch.where(j_first, j, i), torch.where(j_first, i, j)], dim=1)
+    metrics = _metrics(rewards, indices, torch.zeros(B, dtype=torch.bool))
+    metrics.update({
+        "explorer/ids_regret": float(regret[rows, i, j].mean()),
+        "explorer/ids_info_gain": float(gain[rows, i, j].mean()),
+        "explorer/ids_fallback_rate": float(fallback.float().mean()),
+    })
+    return Selection(indices, metrics)
+
+
 def select_best_of_n(rewards: torch.Tensor, generator: torch.Generator | None = None) -> Selection:
     """Column 0: argmax of the ensemble-mean reward (BoN); column 1: the runner-up (deterministic)."""
     rewards = _check_rewards(rewards)
@@ -249,13 +347,15 @@ _DISPATCH: dict[str, Callable[..., Selection]] = {
     "ee_ts": select_ee_ts,
     "bai_ts": select_bai_ts,
     "uncertainty": select_uncertainty,
+    "random": select_random,
+    "ids": select_ids,
     "best_of_n": select_best_of_n,
 }
 
 
 def select_pairs(method: str, rewards: torch.Tensor, generator: torch.Generator, **opts: Any) -> Selection:
     """Dispatch to ``select_<method>``; ``opts`` go to it (only ``ee_ts`` takes ``max_tries`` and
-    ``clash_fallback``)."""
+    ``clash_fallback``, only ``ids`` takes ``ids_min_gain``)."""
     if method not in _DISPATCH:
         raise ValueError(f"unknown selector {method!r}; choose one of {SELECTORS}")
     return _DISPATCH[method](rewards, generator, **opts)
