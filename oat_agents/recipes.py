@@ -166,7 +166,7 @@ def tiny_policy_and_learner(source: Any, seed: int, warmup_steps: int, lr: float
 def run_single_turn(seed: int, log_dir: str, queries: int = 16384, warmup_steps: int = 100,
                     progress: bool = False) -> Any:
     """Dr.GRPO on oat/Arithmetic-v0: 16 prompts × group of 8 per round, 2 epochs × 2 mini-batches, lr 3e-4."""
-    from oat_agents.agents.rl import RLAgent, RLAgentConfig
+    from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
     from oat_agents.algorithms.pg import PGConfig
     from oat_agents.learners import init_distributed
     from oat_agents.loops.bookkeeping import LoopConfig
@@ -177,7 +177,7 @@ def run_single_turn(seed: int, log_dir: str, queries: int = 16384, warmup_steps:
     env = make_grouped_vec("oat/Arithmetic-v0", num_prompts=num_prompts, group_size=group, **ARITHMETIC)
     policy, learner, _ = tiny_policy_and_learner(env.unwrapped.task.source, seed, warmup_steps, 3e-4,
                                                  num_prompts * group, progress)
-    agent = RLAgent(policy, learner, RLAgentConfig(
+    agent = GroupRLAgent(policy, learner, GroupRLAgentConfig(
         num_samples=group, temperature=1.0, max_new_tokens=3, max_seq_length=16, learn_epochs=2,
         num_mini_batches=2, seed=seed, pg=PGConfig(advantage_estimator="dr_grpo", loss_agg="constant"),
     ))
@@ -204,7 +204,7 @@ def run_reasoning_gym(seed: int, log_dir: str, queries: int = 16384, warmup_step
                       progress: bool = False) -> Any:
     """Dr.GRPO on oat/ReasoningGym-v0 (:data:`REASONING_GYM`), as :func:`run_single_turn`: 16 prompts × group of 8
     per round, 2 epochs × 2 mini-batches, lr 3e-4; the tiny Llama is SFT-warmed on the env's training items."""
-    from oat_agents.agents.rl import RLAgent, RLAgentConfig
+    from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
     from oat_agents.algorithms.pg import PGConfig
     from oat_agents.learners import init_distributed
     from oat_agents.loops.bookkeeping import LoopConfig
@@ -216,7 +216,7 @@ def run_reasoning_gym(seed: int, log_dir: str, queries: int = 16384, warmup_step
                            **REASONING_GYM)
     policy, learner, _ = tiny_policy_and_learner(_ReasoningGymAnswers(env.unwrapped.task.source), seed,
                                                  warmup_steps, 3e-4, num_prompts * group, progress)
-    agent = RLAgent(policy, learner, RLAgentConfig(
+    agent = GroupRLAgent(policy, learner, GroupRLAgentConfig(
         num_samples=group, temperature=1.0, max_new_tokens=4, max_seq_length=32, learn_epochs=2,
         num_mini_batches=2, seed=seed, pg=PGConfig(advantage_estimator="dr_grpo", loss_agg="constant"),
     ))
@@ -231,7 +231,7 @@ def run_multi_turn(seed: int, log_dir: str, queries: int = 12288, warmup_steps: 
     import gymnasium as gym
 
     import oat_env  # noqa: F401  (registers the env ids)
-    from oat_agents.agents.rl import RLAgent, RLAgentConfig
+    from oat_agents.agents.multiturn import MultiTurnAgent, MultiTurnAgentConfig
     from oat_agents.algorithms.pg import PGConfig
     from oat_agents.learners import init_distributed
     from oat_agents.loops.bookkeeping import LoopConfig
@@ -242,8 +242,8 @@ def run_multi_turn(seed: int, log_dir: str, queries: int = 12288, warmup_steps: 
     env = gym.make_vec("oat/MathMultiTurn-v0", num_envs=num_envs, **MULTITURN)
     policy, learner, _ = tiny_policy_and_learner(env.unwrapped.task.source, seed, warmup_steps, 3e-4, num_envs,
                                                  progress)
-    agent = RLAgent(policy, learner, RLAgentConfig(
-        num_samples=1, temperature=1.0, max_new_tokens=3, max_seq_length=64, learn_epochs=2, num_mini_batches=2,
+    agent = MultiTurnAgent(policy, learner, MultiTurnAgentConfig(
+        temperature=1.0, max_new_tokens=3, max_seq_length=64, learn_epochs=2, num_mini_batches=2,
         turn_gamma=0.9, min_turns_to_learn=2 * num_envs, seed=seed,
         pg=PGConfig(advantage_estimator="reinforce", loss_agg="token_mean"),
     ))

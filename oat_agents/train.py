@@ -9,7 +9,7 @@
   verifiable rewards (oat/Arithmetic-v0, oat/GSM8K-v0, oat/MATH-v0, oat/Countdown-v0, oat/ReasoningGym-v0)
     grpo, dr_grpo, rloo, reinforce  policy gradient over groups of --rl.num-samples samples per prompt (--rl.*)
   multi-turn episodes (oat/MathMultiTurn-v0)
-    reinforce, ppo                  turn-level policy gradient (ppo with a critic, --critic.*)
+    reinforce, ppo                  turn-level policy gradient (--turn.*; ppo with a critic, --critic.*)
 
 An env of another kind is refused before anything is built. Without --env-id each algo runs on its own CPU task
 (single-digit additions). Defaults: --preset auto = tiny for the default model (the measured CPU recipes of
@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from oat_agents.agents.dap import DAPAgentConfig
-from oat_agents.agents.rl import RLAgentConfig
+from oat_agents.agents.group_rl import GroupRLAgentConfig
+from oat_agents.agents.multiturn import MultiTurnAgentConfig
 from oat_agents.algorithms.dap import DAPConfig
 from oat_agents.cli import algos
 from oat_agents.critic import CriticConfig
@@ -152,9 +153,12 @@ class TrainConfig:
     (> num_envs); 0 = pair choice only."""
     xpo_alpha: float = 1e-3
     """--algo xpo only: weight of the optimism term α·log π(ỹ_ref|x)."""
-    rl: RLAgentConfig = field(default_factory=RLAgentConfig)
-    """Policy-gradient algos (grpo, dr_grpo, rloo, reinforce, ppo): group size, sampling, epochs and the
-    objective (--rl.pg.*; its estimator is --algo's)."""
+    rl: GroupRLAgentConfig = field(default_factory=GroupRLAgentConfig)
+    """Policy gradient over groups on a verifiable env (grpo, dr_grpo, rloo, reinforce): group size, sampling,
+    epochs and the objective (--rl.pg.*; its estimator is --algo's)."""
+    turn: MultiTurnAgentConfig = field(default_factory=MultiTurnAgentConfig)
+    """Turn-level policy gradient on a multi-turn env (ppo, reinforce): sampling, turn discount, when to learn,
+    epochs and the objective (--turn.pg.*; its estimator is --algo's)."""
     critic: CriticConfig = field(default_factory=CriticConfig)
     """--algo ppo only: the critic's optimizer (the critic is a copy of the initial model plus a value head)."""
     vllm: VLLMOptions = field(default_factory=VLLMOptions)
@@ -251,12 +255,12 @@ def train(config: TrainConfig) -> TrainSummary:
     # SEA's features, XPO's reference sampler and PPO's critic need the initial weights intact: copy them before
     # the learner (ZeRO-3 partitions its reference model in place, bf16 casts it).
     initial = copy.deepcopy(model) if config.algo in ("sea", "xpo", "ppo") else None
-    ref_model = copy.deepcopy(model) if needs_reference(config) else None
+    ref_model = copy.deepcopy(model) if needs_reference(config, kind) else None
     learner = LearnerEngine(model, copy.deepcopy(config.learner), ref_model=ref_model)
     seeds = algos.resolve_seeds(config, rank=dist.rank())
     config = algos.apply_seeds(config, seeds)
-    policy = build_policy(config, policy_model, tokenizer)
-    agent = build_agent(config, env, policy, learner, initial, tokenizer)
+    policy = build_policy(config, policy_model, tokenizer, kind)
+    agent = build_agent(config, env, policy, learner, initial, tokenizer, kind)
     run_config = {
         **asdict(config),
         "env_id": env_id,
@@ -399,10 +403,12 @@ def parse_args(argv: list[str]) -> TrainConfig:
             f"--agent.dap.loss-type {config.agent.dap.loss_type} contradicts --algo {config.algo}: "
             f"pass --algo {algos.algo_of_loss(config.agent.dap.loss_type)} instead"
         )
-    if family in ("group", "turn") and config.rl.pg.advantage_estimator != config.algo:
+    options = algos.pg_options(config) if family in ("group", "turn") else None
+    if options is not None and options.pg.advantage_estimator != config.algo:
+        flag = "--turn" if options is config.turn else "--rl"
         raise ValueError(
-            f"--rl.pg.advantage-estimator {config.rl.pg.advantage_estimator} contradicts --algo "
-            f"{config.algo}: pass --algo {config.rl.pg.advantage_estimator} instead"
+            f"{flag}.pg.advantage-estimator {options.pg.advantage_estimator} contradicts --algo "
+            f"{config.algo}: pass --algo {options.pg.advantage_estimator} instead"
         )
     return config
 

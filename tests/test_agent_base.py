@@ -11,7 +11,8 @@ import pytest
 from oat_agents.agents.apl import APLAgentConfig
 from oat_agents.agents.base import Agent, AgentConfig
 from oat_agents.agents.dap import DAPAgent, DAPAgentConfig
-from oat_agents.agents.rl import RLAgent, RLAgentConfig
+from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
+from oat_agents.agents.multiturn import MultiTurnAgent, MultiTurnAgentConfig
 from oat_agents.agents.sea import SEAAgentConfig
 from oat_agents.agents.xpo import XPOAgentConfig
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
@@ -26,7 +27,8 @@ def process_group():
     init_distributed()
 
 
-@pytest.mark.parametrize("cls", [DAPAgentConfig, SEAAgentConfig, APLAgentConfig, XPOAgentConfig, RLAgentConfig])
+@pytest.mark.parametrize("cls", [DAPAgentConfig, SEAAgentConfig, APLAgentConfig, XPOAgentConfig, GroupRLAgentConfig,
+                                 MultiTurnAgentConfig])
 def test_every_agent_config_has_the_one_sampling_block(cls: type) -> None:
     assert issubclass(cls, AgentConfig) and SAMPLING <= {f.name for f in dataclasses.fields(cls)}
     with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
@@ -85,7 +87,8 @@ def test_a_collocated_policy_is_woken_for_every_generation_and_weight_load() -> 
 
 def test_dap_and_rl_agents_are_agents_with_their_buffer_in_the_state() -> None:
     dap = DAPAgent(*parts(), DAPAgentConfig(max_new_tokens=2))
-    rl = RLAgent(*parts(), RLAgentConfig(num_samples=2, max_new_tokens=2))
-    for agent in (dap, rl):
+    group = GroupRLAgent(*parts(), GroupRLAgentConfig(num_samples=2, max_new_tokens=2))
+    turns = MultiTurnAgent(*parts(), MultiTurnAgentConfig(max_new_tokens=2))
+    for agent in (dap, group, turns):
         assert isinstance(agent, Agent)
         assert {"round", "rng", "buffer"} <= set(agent.state_dict())

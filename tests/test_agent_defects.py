@@ -20,7 +20,7 @@ import torch
 
 from oat_agents.agents.batching import collate_responses
 from oat_agents.agents.dap import DAPAgent, DAPAgentConfig, PreferencePair
-from oat_agents.agents.rl import RLAgent, RLAgentConfig
+from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
 from oat_agents.algorithms.dap import DAPConfig, dap_loss, length_desensitized_logps
 from oat_agents.algorithms.pg import PGConfig, compute_advantages, pg_loss
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
@@ -172,7 +172,7 @@ def test_kl_to_an_identical_reference_is_zero_at_the_sampling_temperature(kl_mod
         ref_model=copy.deepcopy(model),
     )
     pg = PGConfig(advantage_estimator="dr_grpo", loss_agg="constant", kl_mode=kl_mode, kl_coef=0.1)
-    agent = RLAgent(policy, learner, RLAgentConfig(num_samples=4, max_new_tokens=3, temperature=0.7, seed=0, pg=pg))
+    agent = GroupRLAgent(policy, learner, GroupRLAgentConfig(num_samples=4, max_new_tokens=3, temperature=0.7, seed=0, pg=pg))
     agent.act(["3+4="] * 4)
     agent.observe([1.0, 0.0, 0.0, 1.0])
     metrics = agent.learn()

@@ -97,7 +97,7 @@ def _rl_worker(out_dir: str) -> None:
     import copy
 
     import oat_env  # noqa: F401
-    from oat_agents.agents.rl import RLAgent, RLAgentConfig
+    from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
     from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
     from oat_agents.learners.dist import rank
     from oat_agents.loops.bookkeeping import LoopConfig
@@ -109,8 +109,8 @@ def _rl_worker(out_dir: str) -> None:
     tok = CharTokenizer()
     model = build_tiny_llama(len(tok), hidden=32, layers=1, heads=2, seed=0)
     learner = LearnerEngine(model, LearnerConfig(zero_stage=2, learning_rate=1e-2, micro_batch_size=4, seed=0))
-    agent = RLAgent(HFPolicy(copy.deepcopy(model), tok, device="cpu"), learner,
-                    RLAgentConfig(num_samples=4, max_new_tokens=3, seed=0))
+    agent = GroupRLAgent(HFPolicy(copy.deepcopy(model), tok, device="cpu"), learner,
+                         GroupRLAgentConfig(num_samples=4, max_new_tokens=3, seed=0))
     env = make_grouped_vec("oat/Arithmetic-v0", num_prompts=2, group_size=4,
                            **{"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare"})
     served, act = [], agent.act

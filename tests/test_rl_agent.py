@@ -1,4 +1,5 @@
-"""RLAgent, grouped envs, the RL loops and the critic on tiny models (fast)."""
+"""The policy-gradient agents (GroupRLAgent, MultiTurnAgent), grouped envs, the RL loops and the critic on tiny
+models (fast)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import oat_env  # noqa: F401
-from oat_agents.agents.rl import RLAgent, RLAgentConfig, Rollout
+from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
+from oat_agents.agents.multiturn import MultiTurnAgent, MultiTurnAgentConfig
+from oat_agents.agents.policy_gradient import Rollout
 from oat_agents.algorithms.pg import PGConfig
 from oat_agents.critic import Critic, CriticConfig, CriticTrainer
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
@@ -33,7 +36,7 @@ def process_group():
 
 
 def make_agent(seed: int = 0, lr: float = 1e-3, gas: int = 1, ref: bool = False, critic: bool = False,
-               **config_kwargs) -> RLAgent:
+               multiturn: bool = False, **config_kwargs) -> GroupRLAgent | MultiTurnAgent:
     tok = CharTokenizer()
     model = build_tiny_llama(len(tok), hidden=32, layers=2, heads=2, seed=seed)
     policy = HFPolicy(copy.deepcopy(model), tok, device="cpu")
@@ -43,9 +46,11 @@ def make_agent(seed: int = 0, lr: float = 1e-3, gas: int = 1, ref: bool = False,
         LearnerConfig(zero_stage=0, learning_rate=lr, micro_batch_size=4, gradient_accumulation_steps=gas, seed=seed),
         ref_model=copy.deepcopy(model) if ref else None,
     )
-    config_kwargs.setdefault("num_samples", 4)
     config_kwargs.setdefault("max_new_tokens", 3)
-    return RLAgent(policy, learner, RLAgentConfig(seed=seed, **config_kwargs), critic=trainer)
+    if multiturn:
+        return MultiTurnAgent(policy, learner, MultiTurnAgentConfig(seed=seed, **config_kwargs), critic=trainer)
+    config_kwargs.setdefault("num_samples", 4)
+    return GroupRLAgent(policy, learner, GroupRLAgentConfig(seed=seed, **config_kwargs))
 
 
 def weights(module) -> dict[str, torch.Tensor]:
@@ -59,18 +64,23 @@ def weights(module) -> dict[str, torch.Tensor]:
 
 def test_config_validation():
     with pytest.raises(ValueError, match="num_samples >= 2"):
-        RLAgentConfig(num_samples=1)  # dr_grpo needs a group
+        GroupRLAgentConfig(num_samples=1)  # dr_grpo needs a group
     with pytest.raises(ValueError, match="disagrees"):
-        RLAgentConfig(num_samples=4, pg=PGConfig(advantage_estimator="grpo", group_size=2))
+        GroupRLAgentConfig(num_samples=4, pg=PGConfig(advantage_estimator="grpo", group_size=2))
+    with pytest.raises(ValueError, match="single-turn token-level ppo"):
+        GroupRLAgentConfig(pg=PGConfig(advantage_estimator="ppo"))
     with pytest.raises(ValueError, match="turn_gamma"):
-        RLAgentConfig(turn_gamma=1.5)
-    with pytest.raises(ValueError, match="temperature"):
-        RLAgentConfig(temperature=0.0)
+        MultiTurnAgentConfig(turn_gamma=1.5)
+    with pytest.raises(ValueError, match="one response per turn"):
+        MultiTurnAgentConfig(num_samples=2)
+    for cls in (GroupRLAgentConfig, MultiTurnAgentConfig):
+        with pytest.raises(ValueError, match="temperature"):
+            cls(temperature=0.0)
     with pytest.raises(ValueError, match="needs a critic"):
-        make_agent(num_samples=1, pg=PGConfig(advantage_estimator="ppo"))
+        make_agent(multiturn=True, pg=PGConfig(advantage_estimator="ppo"))
     with pytest.raises(ValueError, match="reference model"):
         make_agent(pg=PGConfig(advantage_estimator="dr_grpo", kl_mode="loss", kl_coef=0.1))
-    assert RLAgentConfig(num_samples=1, pg=PGConfig(advantage_estimator="reinforce")).num_samples == 1
+    assert GroupRLAgentConfig(num_samples=1, pg=PGConfig(advantage_estimator="reinforce")).num_samples == 1
 
 
 def test_grouped_env_serves_groups_and_grades_all_members_in_one_step():
@@ -192,7 +202,6 @@ def test_gradient_accumulation_chunks_give_the_full_batch_step(loss_agg):
             return _step(*args, **kwargs)
 
         agent.learner.optimizer.step = recording_step
-        agent._mode = "single-turn"
         agent.buffer = copy.deepcopy(rollouts)
         agent.learn()
     g1, g2 = applied[id(one)], applied[id(two)]
@@ -200,7 +209,6 @@ def test_gradient_accumulation_chunks_give_the_full_batch_step(loss_agg):
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(g1, g2))
     with pytest.raises(ValueError, match="cannot fill gradient_accumulation_steps"):
         agent = make_agent(gas=2, num_samples=2, pg=PGConfig(advantage_estimator="rloo", loss_agg=loss_agg))
-        agent._mode = "single-turn"
         agent.buffer = copy.deepcopy(rollouts[:2])
         agent.config.num_mini_batches = 2
         agent.learn()
@@ -274,20 +282,20 @@ def test_run_online_rl_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_multiturn_episodes_of_different_lengths_enter_the_buffer_when_done():
-    agent = make_agent(num_samples=1, turn_gamma=0.5, pg=PGConfig(advantage_estimator="reinforce"))
+    agent = make_agent(multiturn=True, turn_gamma=0.5)
     env = gym.make_vec("oat/MathMultiTurn-v0", num_envs=3, **MT_KWARGS)
     obs, _ = env.reset(seed=0)
     answers = lambda o: [str(eval(x.split("=")[0])) for x in o]  # noqa: E731
     # env 0 solves at turn 1, env 1 at turn 2, env 2 fails all 3 turns
     plans = [["A"], ["x", "A"], ["x", "x", "x"]]
     for step in range(3):
-        agent.act_turns(obs)  # the policy's texts are replaced below: observe_turns only needs the rewards
+        agent.act(obs)  # the policy's texts are replaced below: observe only needs the rewards
         actions = []
         for i, o in enumerate(obs):
             plan = plans[i][step] if step < len(plans[i]) else "x"
             actions.append(answers([o])[0] if plan == "A" else "x")
         obs, rewards, term, trunc, _ = env.step(actions)
-        finished = agent.observe_turns(rewards, term | trunc)
+        finished = agent.observe(rewards, term | trunc)
         if step == 0:
             assert finished == 1 and len(agent.buffer) == 1
     assert agent.episodes_done >= 3
@@ -302,18 +310,18 @@ def test_multiturn_episodes_of_different_lengths_enter_the_buffer_when_done():
     assert signal.tolist() == pytest.approx([0.5, 1.0])  # G_0 = r_0 + γ G_1 with γ = 0.5
     metrics = agent.learn()
     assert metrics["train/episodes"] >= 3 and np.isfinite(metrics["train/loss"])
-    with pytest.raises(RuntimeError, match="do not mix"):
-        agent.act(["1+1="])
+    with pytest.raises(ValueError, match="episodes in progress are 3"):
+        agent.act(["1+1="])  # one observation per sub-env whose episode is in progress
 
 
 def test_multiturn_rejects_group_estimators():
-    agent = make_agent(num_samples=2)
-    with pytest.raises(ValueError, match="groups of identical prompts"):
-        agent.act_turns(["1+1="])
+    for estimator in ("grpo", "dr_grpo", "rloo"):
+        with pytest.raises(ValueError, match="groups of identical prompts"):
+            MultiTurnAgentConfig(pg=PGConfig(advantage_estimator=estimator))
 
 
 def test_run_multiturn_rl_with_critic_reading_the_last_token(tmp_path):
-    agent = make_agent(num_samples=1, critic=True, min_turns_to_learn=4,
+    agent = make_agent(multiturn=True, critic=True, min_turns_to_learn=4,
                        pg=PGConfig(advantage_estimator="ppo", loss_agg="token_mean", lam=1.0))
     # failures cost -1, so the returns (critic targets) are never all zero
     env = gym.make_vec("oat/MathMultiTurn-v0", num_envs=4, failure_reward=-1.0, **MT_KWARGS)
@@ -331,7 +339,7 @@ def test_run_multiturn_rl_with_critic_reading_the_last_token(tmp_path):
 
 
 def test_run_multiturn_rl_through_the_python_tool_wrapper(tmp_path):
-    agent = make_agent(num_samples=1, min_turns_to_learn=2, pg=PGConfig(advantage_estimator="reinforce"))
+    agent = make_agent(multiturn=True, min_turns_to_learn=2)
     kwargs = {**MT_KWARGS, "max_turns": 2}
     env = SyncVectorEnv([lambda: PythonToolWrapper(gym.make("oat/MathMultiTurn-v0", **kwargs), max_tool_calls=1)
                          for _ in range(2)], autoreset_mode=AutoresetMode.SAME_STEP)
@@ -342,7 +350,7 @@ def test_run_multiturn_rl_through_the_python_tool_wrapper(tmp_path):
 
 
 def test_evaluate_multiturn_spends_no_training_queries():
-    agent = make_agent(num_samples=1, pg=PGConfig(advantage_estimator="reinforce"))
+    agent = make_agent(multiturn=True)
     env = gym.make_vec("oat/MathMultiTurn-v0", num_envs=2, **MT_KWARGS)
     task = env.unwrapped.task
     out = evaluate_multiturn(task, agent, num_prompts=5)
@@ -384,7 +392,7 @@ def test_critic_trainer_fits_returns_and_turn_gae_with_lambda_one_is_return_minu
         trainer.step()
         first = ms["critic/value_loss"] if first is None else first
     assert ms["critic/value_loss"] < 0.1 * first
-    agent = make_agent(num_samples=1, critic=True, turn_gamma=0.9, pg=PGConfig(advantage_estimator="ppo", lam=1.0))
+    agent = make_agent(multiturn=True, critic=True, turn_gamma=0.9, pg=PGConfig(advantage_estimator="ppo", lam=1.0))
     rows = [Rollout([1], [5], [0.0], "stop", 0.0, 0, 0, False), Rollout([1], [5], [0.0], "stop", 1.0, 0, 1, True)]
     values = torch.tensor([0.3, 0.5])
     adv, ret = agent._turn_gae(rows, values)
@@ -422,9 +430,9 @@ class SleepyPolicy:
 def test_collocated_policy_sleeps_while_the_learner_trains(tmp_path):
     base = make_agent()
     with pytest.raises(TypeError, match="sleep"):
-        RLAgent(base.policy, base.learner, RLAgentConfig(num_samples=4, collocate=True))
-    agent = RLAgent(SleepyPolicy(base.policy), base.learner,
-                    RLAgentConfig(num_samples=4, max_new_tokens=3, collocate=True))
+        GroupRLAgent(base.policy, base.learner, GroupRLAgentConfig(num_samples=4, collocate=True))
+    agent = GroupRLAgent(SleepyPolicy(base.policy), base.learner,
+                         GroupRLAgentConfig(num_samples=4, max_new_tokens=3, collocate=True))
     env = make_grouped_vec("oat/Arithmetic-v0", num_prompts=1, group_size=4, **ENV_KWARGS)
     config = LoopConfig(total_queries=8, eval_query_interval=4, num_eval_prompts=3, log_dir=str(tmp_path / "c"),
                         progress=False)

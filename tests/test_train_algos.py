@@ -22,7 +22,7 @@ COMMON = [
 ]  # fmt: skip
 DUEL = ["--agent.num-samples", "3", "--agent.max-new-tokens", "3", "--agent.max-seq-length", "12"]
 GROUP = ["--rl.num-samples", "2", "--rl.max-new-tokens", "3", "--rl.max-seq-length", "12"]
-TURN = ["--rl.max-new-tokens", "3", "--rl.max-seq-length", "48", "--rl.min-turns-to-learn", "4"]
+TURN = ["--turn.max-new-tokens", "3", "--turn.max-seq-length", "48", "--turn.min-turns-to-learn", "4"]
 ALGO_ARGS = {
     **{a: DUEL for a in ("dpo", "ipo", "slic", "simpo", "ld_dpo", "xpo")},
     "sea": [*DUEL, "--explorer.num-members", "4"],
@@ -63,11 +63,12 @@ def test_each_algo_runs_a_short_cpu_job(algo: str, tmp_path: Path) -> None:
     if algo in algos.DAP_LOSS:
         assert config["agent"]["dap"]["loss_type"] == algos.DAP_LOSS[algo]  # ld_dpo is the library's lr_dpo
     if algos.ALGOS[algo] in ("group", "turn"):
-        assert config["rl"]["pg"]["advantage_estimator"] == algo
-        assert config["rl"]["pg"]["loss_agg"] == algos.PG_LOSS_AGG[algo]
+        block = config["turn" if kind == "multiturn" else "rl"]  # --turn.* on a multi-turn env, else --rl.*
+        assert block["pg"]["advantage_estimator"] == algo
+        assert block["pg"]["loss_agg"] == algos.PG_LOSS_AGG[algo]
     # One seed: every component's seed is the one given, and config.json records them.
     assert {k: v for k, v in config["seeds"].items() if k not in ("eval_seed", "per_rank")} == dict.fromkeys(
-        ["seed", "model_init", "policy", "warmup", "agent", "rl", "explorer", "learner", "loop"], 3
+        ["seed", "model_init", "policy", "warmup", "agent", "rl", "turn", "explorer", "learner", "loop"], 3
     )
     assert config["learner"]["seed"] == config["warmup"]["seed"] == config["loop"]["seed"] == 3
 
@@ -203,7 +204,7 @@ def test_defaults_follow_algo_and_preset() -> None:
         3e-4,
     )  # the dr_grpo recipe
     assert parse_args(["--algo", "dr_grpo"]).rl.pg.loss_agg == "constant"
-    assert parse_args(["--algo", "ppo"]).rl.turn_gamma == 0.9  # the multiturn recipe
+    assert parse_args(["--algo", "ppo"]).turn.turn_gamma == 0.9  # the multiturn recipe
     assert parse_args(["--algo", "sea"]).agent.num_samples == 4  # the sea recipe
     # a flag wins over the preset
     assert parse_args(["--algo", "grpo", "--learner.learning-rate", "1e-3"]).learner.learning_rate == 1e-3
@@ -229,7 +230,14 @@ def test_defaults_follow_algo_and_preset() -> None:
         ),
         (["--agent.seed", "3"], "--agent.seed: component seeds are derived from --seed"),
         (["--seed", "2", "--learner.seed=2"], "--learner.seed: component seeds"),
-        (["--algo", "dpo", "--rl.num-samples", "4"], "--rl.* (--algo grpo/dr_grpo/rloo/reinforce/ppo)"),
+        (["--algo", "dpo", "--rl.num-samples", "4"], "--rl.* (--algo grpo/dr_grpo/rloo/reinforce)"),
+        # the two policy-gradient blocks: --rl.* for groups on a verifiable env, --turn.* on a multi-turn one
+        (["--algo", "ppo", "--rl.num-samples", "4"], "--rl.* (--algo grpo/dr_grpo/rloo/reinforce)"),
+        (["--algo", "reinforce", "--turn.turn-gamma", "0.5"], "--turn.* (--algo reinforce/ppo)"),
+        (
+            ["--algo", "ppo", "--turn.pg.advantage-estimator", "reinforce"],
+            "contradicts --algo ppo: pass --algo reinforce",
+        ),
         (
             ["--algo", "grpo", "--agent.temperature", "0.5"],
             "--agent.* (--algo dpo/ipo/slic/simpo/ld_dpo/sea/apl/xpo)",

@@ -29,7 +29,16 @@ def _normalise(text: str) -> str:
 
 def _field_docs(cls: type) -> dict[str, str]:
     """Field docs of a dataclass as tyro reads them: the string literal right after
-    ``name: type = default``, else the ``#`` comment lines right above it."""
+    ``name: type = default``, else the ``#`` comment lines right above it; a field a base class declares
+    (e.g. the agents' shared sampling block) has the doc of the closest class that declares it."""
+    docs: dict[str, str] = {}
+    for base in reversed([b for b in cls.__mro__ if dataclasses.is_dataclass(b)]):
+        docs.update(_own_field_docs(base))
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
+    """The field docs written in ``cls``'s own body."""
     source = textwrap.dedent(inspect.getsource(cls))
     lines = source.splitlines()
     body = ast.parse(source).body[0].body

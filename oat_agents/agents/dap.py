@@ -13,7 +13,7 @@ One round with a dueling env (DESIGN.md §4):
 Optimisation: each shuffled pass over the buffer is cut into optimizer steps of
 ``micro_batch_size · gradient_accumulation_steps`` pairs (the last may be smaller), and each step is
 computed in exactly ``gradient_accumulation_steps`` micro-batches
-(:func:`~oat_agents.agents.batching.accumulation_chunks`, as ``RLAgent`` does), so ``learn()`` never leaves
+(:func:`~oat_agents.agents.batching.accumulation_chunks`, as the policy-gradient agents do), so ``learn()`` never leaves
 a gradient accumulated into the next round. Identical responses (ties) carry no preference and are
 masked out; with ``V`` the step's valid pairs (over all ranks) the step's loss is
 ``Σ_{valid i} ℓ_i / V``: a micro-batch whose loss is the mean over its own ``v`` valid pairs weighs

@@ -1,4 +1,4 @@
-"""Wall time per 1,000 completions: our Dr.GRPO (RLAgent) vs TRL's ``GRPOTrainer(loss_type="dr_grpo")``.
+"""Wall time per 1,000 completions: our Dr.GRPO (GroupRLAgent) vs TRL's ``GRPOTrainer(loss_type="dr_grpo")``.
 
 Both sides train the same tiny character-level Llama (same initial weights) on single-digit addition
 prompts of ``oat/Arithmetic-v0`` (the first ``steps * prompts`` of its training stream seeded 0) with
@@ -40,7 +40,7 @@ import time
 import torch
 
 import oat_env  # noqa: F401
-from oat_agents.agents.rl import RLAgent, RLAgentConfig
+from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
 from oat_agents.algorithms.pg import PGConfig
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
 from oat_agents.loops.group_rl import make_grouped_vec
@@ -60,7 +60,7 @@ def time_ours(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> fl
     learner = LearnerEngine(copy.deepcopy(model), LearnerConfig(
         zero_stage=0, learning_rate=args.lr, micro_batch_size=args.prompts * args.group, max_grad_norm=1.0, seed=0,
     ))
-    agent = RLAgent(policy, learner, RLAgentConfig(
+    agent = GroupRLAgent(policy, learner, GroupRLAgentConfig(
         num_samples=args.group, temperature=1.0, max_new_tokens=args.max_new_tokens, max_seq_length=64,
         log_entropy=False, pg=PGConfig(advantage_estimator="dr_grpo", loss_agg="constant"),
     ))
@@ -159,7 +159,7 @@ def main() -> None:
     trl = time_trl(model, tokenizer, args)
     print(f"completions/step: {args.prompts} prompts x {args.group} = {args.prompts * args.group}, "
           f"max_new_tokens={args.max_new_tokens}, timed steps: {args.steps - 1}")
-    print(f"ours (RLAgent Dr.GRPO):          {1000 * ours:8.3f} s / 1k completions")
+    print(f"ours (GroupRLAgent Dr.GRPO):        {1000 * ours:8.3f} s / 1k completions")
     print(f"TRL GRPOTrainer (dr_grpo):       {1000 * trl:8.3f} s / 1k completions")
     ratio = trl / ours
     print(f"ratio TRL / ours = {ratio:.2f}x (target >= {TARGET}x): {'OK' if ratio >= TARGET else 'BELOW TARGET'}")

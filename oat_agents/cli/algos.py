@@ -193,6 +193,14 @@ def kind_for_defaults(algo: str, env_id: str | None) -> EnvKind:
     return FITS.get(algo, ("duel",))[0]
 
 
+def pg_options(config: TrainConfig, kind: str | None = None) -> Any:
+    """The policy-gradient agent options ``config.algo`` reads: ``config.turn`` (``--turn.*``) on a multi-turn
+    env, else ``config.rl`` (``--rl.*``). ``kind``: the env's kind when known (a built env), else the kind the
+    defaults are chosen for (:func:`kind_for_defaults`)."""
+    kind = kind or kind_for_defaults(config.algo, config.env_id)
+    return config.turn if kind == "multiturn" else config.rl
+
+
 def default_config(
     algo: str = "dpo", preset: str = "auto", model: str | None = None, env_id: str | None = None
 ) -> TrainConfig:
@@ -211,7 +219,8 @@ def default_config(
     ``examples/math_drgrpo.sh``) and the library's sampling defaults; no warm-up.
     """
     from oat_agents.agents.dap import DAPAgentConfig
-    from oat_agents.agents.rl import RLAgentConfig
+    from oat_agents.agents.group_rl import GroupRLAgentConfig
+    from oat_agents.agents.multiturn import MultiTurnAgentConfig
     from oat_agents.algorithms.dap import DAPConfig
     from oat_agents.algorithms.pg import PGConfig
     from oat_agents.exploration.explorer import ExplorerConfig
@@ -230,7 +239,10 @@ def default_config(
         advantage_estimator=algo if family in ("group", "turn") else "dr_grpo",
         loss_agg=PG_LOSS_AGG.get(algo, "constant"),
     )
-    config.rl = RLAgentConfig(pg=pg)
+    if kind == "multiturn":
+        config.turn = MultiTurnAgentConfig(pg=pg)
+    elif kind == "verifiable":
+        config.rl = GroupRLAgentConfig(pg=pg)
     if family in ("dap", "explore"):
         config.agent = DAPAgentConfig(dap=DAPConfig(loss_type=DAP_LOSS.get(algo, "dpo")))  # type: ignore[arg-type]
     if preset == "hub":
@@ -265,7 +277,7 @@ def default_config(
         config.loop = LoopConfig(total_queries=4096, eval_query_interval=1024, num_eval_prompts=eval_prompts)
     elif kind == "verifiable":
         config.num_envs = 16
-        config.rl = RLAgentConfig(
+        config.rl = GroupRLAgentConfig(
             num_samples=8, max_new_tokens=3, max_seq_length=16, learn_epochs=2, num_mini_batches=2, pg=pg
         )
         config.learner = LearnerConfig(zero_stage=0, learning_rate=3e-4, micro_batch_size=128)
@@ -274,8 +286,7 @@ def default_config(
         config.num_envs = 32
         # The conversation grows by the env's feedback every turn: the recipe's short feedback fits in 64 tokens,
         # another env's default feedback needs more.
-        config.rl = RLAgentConfig(
-            num_samples=1,
+        config.turn = MultiTurnAgentConfig(
             max_new_tokens=3,
             max_seq_length=64 if env_id is None else 320,
             learn_epochs=2,
@@ -306,15 +317,18 @@ def apply_algo(config: TrainConfig) -> TrainConfig:
                 "instead (or leave --agent.dap.loss-type out)"
             )
     elif family in ("group", "turn"):
-        pg = config.rl.pg
-        if pg.advantage_estimator == "dr_grpo" and algo != "dr_grpo":
-            agg = PG_LOSS_AGG[algo] if pg.loss_agg == "constant" else pg.loss_agg
-            config.rl.pg = _replace(pg, advantage_estimator=algo, loss_agg=agg)
-        if config.rl.pg.advantage_estimator != algo:
+        options = pg_options(config)
+        flag = "--turn" if options is config.turn else "--rl"
+        pg = options.pg
+        default = "reinforce" if options is config.turn else "dr_grpo"  # the estimator of the blank config
+        if pg.advantage_estimator == default and algo != default:
+            agg = PG_LOSS_AGG[algo] if pg.loss_agg == PG_LOSS_AGG[default] else pg.loss_agg
+            options.pg = _replace(pg, advantage_estimator=algo, loss_agg=agg)
+        if options.pg.advantage_estimator != algo:
             raise ValueError(
-                f"--algo {algo} is the {algo!r} estimator, but --rl.pg.advantage-estimator is "
-                f"{config.rl.pg.advantage_estimator!r}: pass --algo {config.rl.pg.advantage_estimator} "
-                "instead (or leave --rl.pg.advantage-estimator out)"
+                f"--algo {algo} is the {algo!r} estimator, but {flag}.pg.advantage-estimator is "
+                f"{options.pg.advantage_estimator!r}: pass --algo {options.pg.advantage_estimator} "
+                f"instead (or leave {flag}.pg.advantage-estimator out)"
             )
     return config
 
@@ -332,7 +346,8 @@ def algo_of_loss(loss_type: str) -> str:
 # Options only some algos read. A non-default value of one of them under another algo would be ignored
 # silently: check_algo_options refuses it. Values: the algos (or families) that read the option.
 ALGO_OPTIONS: dict[str, tuple[str, ...]] = {
-    "agent": ("dap", "explore"), "rl": ("group", "turn"), "critic": ("ppo",),
+    "agent": ("dap", "explore"), "rl": ("grpo", "dr_grpo", "rloo", "reinforce"), "turn": ("ppo", "reinforce"),
+    "critic": ("ppo",),
     "explorer": ("sea",), "features": ("sea",), "rollout_fraction": ("sea",), "rollout_min_queries": ("sea",),
     "apl_prompt_pool_size": ("apl",), "xpo_alpha": ("xpo",),
 }  # fmt: skip
@@ -345,7 +360,7 @@ def readers_of(option: str) -> list[str]:
 
 
 def _flag(name: str) -> str:
-    nested = name in ("agent", "rl", "critic", "explorer")
+    nested = name in ("agent", "rl", "turn", "critic", "explorer")
     return f"--{name.replace('_', '-')}{'.*' if nested else ''}"
 
 
@@ -355,10 +370,14 @@ def check_algo_options(config: TrainConfig, defaults: TrainConfig | None = None)
     if defaults is None:
         defaults = default_config(config.algo, config.preset, config.model, config.env_id)
     algo, family = config.algo, ALGOS[config.algo]
+    # reinforce reads --rl.* on a verifiable env and --turn.* on a multi-turn one, never both.
+    unread = set() if family not in ("group", "turn") else {"rl", "turn"} - {
+        "turn" if pg_options(config) is config.turn else "rl"}
     stray = [
         name
         for name, readers in ALGO_OPTIONS.items()
-        if algo not in readers and family not in readers and getattr(config, name) != getattr(defaults, name)
+        if (name in unread or (algo not in readers and family not in readers))
+        and getattr(config, name) != getattr(defaults, name)
     ]
     if stray:
         flags = ", ".join(f"{_flag(n)} (--algo {'/'.join(readers_of(n))})" for n in stray)
@@ -371,14 +390,15 @@ SEED_FIELDS = (
     ("warmup", "seed"),
     ("agent", "seed"),
     ("rl", "seed"),
+    ("turn", "seed"),
     ("explorer", "seed"),
     ("learner", "seed"),
     ("loop", "seed"),
 )
-PER_RANK = ("agent", "rl", "explorer")
+PER_RANK = ("agent", "rl", "turn", "explorer")
 # The loops themselves reset rank r's env with loop.seed + r (oat_agents.loops.bookkeeping.RoundBookkeeper.start).
 PER_RANK_NOTE = (
-    "rank r adds r to the agent, rl and explorer seeds; the loop resets rank r's env with loop + r"
+    "rank r adds r to the agent, rl, turn and explorer seeds; the loop resets rank r's env with loop + r"
 )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from oat_agents.cli.algos import ALGOS
+from oat_agents.cli.algos import ALGOS, pg_options
 from oat_agents.learners import dist
 
 if TYPE_CHECKING:
@@ -61,15 +61,16 @@ def build_models(config: TrainConfig, env: Any) -> tuple[Any, Any, Any, dict[str
     return config.model, model, tokenizer, {}
 
 
-def build_policy(config: TrainConfig, policy_model: Any, tokenizer: Any) -> Any:
+def build_policy(config: TrainConfig, policy_model: Any, tokenizer: Any, kind: str | None = None) -> Any:
     """The actor: ``HFPolicy`` on the model object, or ``VLLMPolicy`` on its id/path (``--vllm.*``; with
-    ``--rl.collocate`` it is built with sleep mode and put to sleep until the first generation)."""
+    ``--rl.collocate``/``--turn.collocate`` it is built with sleep mode and put to sleep until the first
+    generation). ``kind``: the env's kind (which policy-gradient options apply)."""
     if config.backend == "vllm":
         from oat_agents.policies.vllm import VLLMPolicy
 
         if not isinstance(policy_model, str):
             raise ValueError("the vllm backend needs a model id or path (save the tiny model first)")
-        collocate = ALGOS[config.algo] in ("group", "turn") and config.rl.collocate
+        collocate = ALGOS[config.algo] in ("group", "turn") and pg_options(config, kind).collocate
         v = config.vllm
         policy = VLLMPolicy(
             policy_model,
@@ -89,29 +90,35 @@ def build_policy(config: TrainConfig, policy_model: Any, tokenizer: Any) -> Any:
     return HFPolicy(policy_model, tokenizer, apply_chat_template=config.apply_chat_template)
 
 
-def needs_reference(config: TrainConfig) -> bool:
+def needs_reference(config: TrainConfig, kind: str | None = None) -> bool:
     """Whether the learner needs a frozen reference model: every DAP loss but SimPO; policy gradient only with
-    a KL term (``--rl.pg.kl-mode``)."""
+    a KL term (``--rl.pg.kl-mode``/``--turn.pg.kl-mode``)."""
     if ALGOS[config.algo] in ("group", "turn"):
-        return config.rl.pg.kl_mode != "none"
+        return pg_options(config, kind).pg.kl_mode != "none"
     return config.agent.dap.loss_type != "simpo"
 
 
 def build_agent(
-    config: TrainConfig, env: Any, policy: Any, learner: Any, initial: Any, tokenizer: Any
+    config: TrainConfig, env: Any, policy: Any, learner: Any, initial: Any, tokenizer: Any, kind: str | None = None
 ) -> Any:
-    """The ``config.algo`` agent; ``initial`` is an untouched copy of the initial model (SEA's features, XPO's
-    reference samples, PPO's critic; None for the other algos). The config's seeds are this rank's."""
+    """The ``config.algo`` agent for an env of ``kind``; ``initial`` is an untouched copy of the initial model
+    (SEA's features, XPO's reference samples, PPO's critic; None for the other algos). The config's seeds are
+    this rank's."""
     algo, family = config.algo, ALGOS[config.algo]
     if family in ("group", "turn"):
-        from oat_agents.agents.rl import RLAgent
+        options = pg_options(config, kind)
+        if options is config.rl:
+            from oat_agents.agents.group_rl import GroupRLAgent
+
+            return GroupRLAgent(policy, learner, copy.deepcopy(options))
+        from oat_agents.agents.multiturn import MultiTurnAgent
 
         critic = None
-        if config.rl.pg.advantage_estimator == "ppo":
+        if options.pg.advantage_estimator == "ppo":
             from oat_agents.critic import Critic, CriticTrainer
 
             critic = CriticTrainer(Critic(initial), copy.deepcopy(config.critic))
-        return RLAgent(policy, learner, copy.deepcopy(config.rl), critic=critic)
+        return MultiTurnAgent(policy, learner, copy.deepcopy(options), critic=critic)
     from oat_agents.agents.dap import DAPAgent, DAPAgentConfig
 
     base = {name: copy.deepcopy(getattr(config.agent, name)) for name in DAPAgentConfig.__dataclass_fields__}

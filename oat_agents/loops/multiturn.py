@@ -128,13 +128,13 @@ def run_multiturn_rl(
         while bookkeeper.another_round_fits():
             metrics: dict[str, float] = {}
             start = time.perf_counter()
-            responses = agent.act_turns(obs)
+            responses = agent.act(obs)
             metrics["actor/generate_s"] = time.perf_counter() - start
             start = time.perf_counter()
             obs, rewards, terminated, truncated, infos = env.step(responses)
             metrics["oracle/s"] = time.perf_counter() - start
             done = np.asarray(terminated, dtype=bool) | np.asarray(truncated, dtype=bool)
-            agent.observe_turns(rewards, done)
+            agent.observe(rewards, done)
             final = infos.get("final_info", {})
             for i in np.flatnonzero(done):
                 if "success" in final:
