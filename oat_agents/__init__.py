@@ -43,9 +43,9 @@ _LOCATIONS: dict[str, str] = {
     # learners
     "LearnerEngine": "oat_agents.learners.engine",
     "LearnerConfig": "oat_agents.learners.engine",
-    "Critic": "oat_agents.critic",
-    "CriticConfig": "oat_agents.critic",
-    "CriticTrainer": "oat_agents.critic",
+    "Critic": "oat_agents.learners.critic",
+    "CriticConfig": "oat_agents.learners.critic",
+    "CriticTrainer": "oat_agents.learners.critic",
     "init_distributed": "oat_agents.learners.dist",
     # policies (vllm.py imports vllm only inside VLLMPolicy)
     "HFPolicy": "oat_agents.policies.hf",
@@ -67,8 +67,8 @@ _LOCATIONS: dict[str, str] = {
     "run_recipe": "oat_agents.recipes",
     "RecipeResult": "oat_agents.recipes",
     # the tiny CPU model
-    "CharTokenizer": "oat_agents.models",
-    "build_tiny_llama": "oat_agents.models",
+    "CharTokenizer": "oat_agents.tiny",
+    "build_tiny_llama": "oat_agents.tiny",
     "WarmupConfig": "oat_agents.tiny",
     "sft_warmup": "oat_agents.tiny",
 }

@@ -150,9 +150,8 @@ def tiny_policy_and_learner(source: Any, seed: int, warmup_steps: int, lr: float
                             progress: bool = False) -> tuple[Any, Any, dict]:
     """A warmed-up tiny Llama (width 64, 2 layers) as the sampler (HFPolicy) and a copy as the DeepSpeed learner."""
     from oat_agents.learners import LearnerConfig, LearnerEngine
-    from oat_agents.models import CharTokenizer, build_tiny_llama
     from oat_agents.policies.hf import HFPolicy
-    from oat_agents.tiny import WarmupConfig, sft_warmup
+    from oat_agents.tiny import CharTokenizer, WarmupConfig, build_tiny_llama, sft_warmup
 
     tokenizer = CharTokenizer()
     model = build_tiny_llama(len(tokenizer), hidden=64, layers=2, heads=2, seed=seed)
@@ -265,10 +264,9 @@ def run_trl_grpo(seed: int, log_dir: str, steps: int = 256,
     from transformers import TrainerCallback
 
     import oat_env  # noqa: F401  (registers the env ids)
-    from oat_agents.models import CharTokenizer, build_tiny_llama
     from oat_agents.policies.base import SamplingParams
     from oat_agents.policies.hf import HFPolicy
-    from oat_agents.tiny import WarmupConfig, sft_warmup
+    from oat_agents.tiny import CharTokenizer, WarmupConfig, build_tiny_llama, sft_warmup
     from oat_env.integrations.trl import prompt_dataset, reward_function
 
     env_id = "oat/Arithmetic-v0"

@@ -43,9 +43,9 @@ from oat_agents.agents.group_rl import GroupRLAgentConfig
 from oat_agents.agents.multiturn import MultiTurnAgentConfig
 from oat_agents.algorithms.dap import DAPConfig
 from oat_agents.cli import algos
-from oat_agents.critic import CriticConfig
 from oat_agents.exploration.explorer import ExplorerConfig
 from oat_agents.learners import dist
+from oat_agents.learners.critic import CriticConfig
 from oat_agents.learners.engine import LearnerConfig
 from oat_agents.loops.bookkeeping import LoopConfig, LoopResult, check_eval_prompts
 from oat_agents.tiny import WarmupConfig

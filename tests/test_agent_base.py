@@ -16,8 +16,8 @@ from oat_agents.agents.multiturn import MultiTurnAgent, MultiTurnAgentConfig
 from oat_agents.agents.sea import SEAAgentConfig
 from oat_agents.agents.xpo import XPOAgentConfig
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
-from oat_agents.models import CharTokenizer, build_tiny_llama
 from oat_agents.policies.hf import HFPolicy
+from oat_agents.tiny import CharTokenizer, build_tiny_llama
 
 SAMPLING = {f.name for f in dataclasses.fields(AgentConfig)}
 

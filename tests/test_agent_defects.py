@@ -24,8 +24,8 @@ from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
 from oat_agents.algorithms.dap import DAPConfig, dap_loss, length_desensitized_logps
 from oat_agents.algorithms.pg import PGConfig, compute_advantages, pg_loss
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
-from oat_agents.models import CharTokenizer, build_tiny_llama
 from oat_agents.policies.hf import HFPolicy
+from oat_agents.tiny import CharTokenizer, build_tiny_llama
 
 PROMPT = [1, 5, 76, 6, 84]  # "1+2=" in CharTokenizer ids, after BOS
 VALID = PreferencePair(PROMPT, [7, 8, 9, 2], [9, 2])

@@ -7,7 +7,8 @@ import itertools
 import pytest
 import torch
 
-from oat_agents.exploration.apl import (
+from oat_agents.exploration.optimism import xpo_exploration_term, xpo_loss
+from oat_agents.exploration.prompt_entropy import (
     implicit_reward_margin_pairs,
     implicit_rewards,
     predictive_entropy,
@@ -15,7 +16,6 @@ from oat_agents.exploration.apl import (
     select_prompts_by_margin,
     sequence_logps,
 )
-from oat_agents.exploration.xpo import xpo_exploration_term, xpo_loss
 
 # ------------------------------------------------------------------------------------------------ APL
 

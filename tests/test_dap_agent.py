@@ -14,8 +14,8 @@ from oat_agents.agents.batching import collate_responses
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
 from oat_agents.loops.bookkeeping import LoopConfig
 from oat_agents.loops.duel import run_online
-from oat_agents.models import CharTokenizer, build_tiny_llama
 from oat_agents.policies.hf import HFPolicy
+from oat_agents.tiny import CharTokenizer, build_tiny_llama
 
 ENV_KWARGS = {"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare"}
 

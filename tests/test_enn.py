@@ -261,7 +261,7 @@ def test_state_dict_round_trip_resumes_exactly():
 
 @pytest.fixture(scope="module")
 def tiny_llama():
-    from oat_agents.models import CharTokenizer, build_tiny_llama
+    from oat_agents.tiny import CharTokenizer, build_tiny_llama
 
     tok = CharTokenizer()
     model = build_tiny_llama(len(tok), hidden=32, layers=1, heads=2, seed=0)
@@ -313,7 +313,7 @@ def test_reward_model_features_are_what_the_score_head_reads():
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     from oat_agents.exploration.features import reward_model_hidden_state_features
-    from oat_agents.models import CharTokenizer
+    from oat_agents.tiny import CharTokenizer
 
     tok = CharTokenizer()
     config = LlamaConfig(

@@ -17,9 +17,9 @@ from oat_agents.exploration.explorer import Explorer, ExplorerConfig
 from oat_agents.exploration.features import policy_hidden_state_features
 from oat_agents.exploration.selectors import select_pairs
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
-from oat_agents.models import CharTokenizer, build_tiny_llama
 from oat_agents.policies.base import Generations
 from oat_agents.policies.hf import HFPolicy
+from oat_agents.tiny import CharTokenizer, build_tiny_llama
 
 ENV_KWARGS = {"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare"}
 

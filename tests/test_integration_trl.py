@@ -450,7 +450,7 @@ def _trl():
 
 
 def _tiny_model(tokenizer, max_positions: int = 512):
-    from oat_agents.models import build_tiny_llama
+    from oat_agents.tiny import build_tiny_llama
 
     return build_tiny_llama(len(tokenizer), hidden=32, layers=1, heads=2, seed=0, max_position_embeddings=max_positions)
 
@@ -486,7 +486,7 @@ class Recorder:
 @pytest.mark.parametrize("conversational", [False, True], ids=["text", "chat"])
 def test_grpo_trainer_scores_with_the_reward_function(tmp_path, conversational):
     trl = _trl()
-    from oat_agents.models import CharTokenizer
+    from oat_agents.tiny import CharTokenizer
 
     kwargs = {"unformatted_reward": -1.0, "template": "bare"}
     seed, rows = 0, 4
@@ -520,7 +520,7 @@ def test_grpo_trainer_scores_with_the_reward_function(tmp_path, conversational):
 def _tool_tokenizer(trl):
     from trl.chat_template_utils import add_response_schema, qwen3_chat_template
 
-    from oat_agents.models import CharTokenizer
+    from oat_agents.tiny import CharTokenizer
 
     tokenizer = CharTokenizer()
     tokenizer.chat_template = qwen3_chat_template  # renders tools and tool calls; TRL knows how to parse it
@@ -630,7 +630,7 @@ def test_online_dpo_trainer_with_duel_rewards(tmp_path, monkeypatch):
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
     from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
 
-    from oat_agents.models import CharTokenizer
+    from oat_agents.tiny import CharTokenizer
 
     kwargs = {"template": "bare", "label_mode": "threshold", "max_digits": 1}
     seed, batch = 0, 4

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from oat_agents.algorithms.logprobs import position_ids, sequence_logprobs, token_entropy, token_logprobs
-from oat_agents.models import build_tiny_llama
+from oat_agents.tiny import build_tiny_llama
 
 
 @pytest.fixture(scope="module")

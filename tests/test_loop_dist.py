@@ -102,8 +102,8 @@ def _rl_worker(out_dir: str) -> None:
     from oat_agents.learners.dist import rank
     from oat_agents.loops.bookkeeping import LoopConfig
     from oat_agents.loops.group_rl import make_grouped_vec, run_online_rl
-    from oat_agents.models import CharTokenizer, build_tiny_llama
     from oat_agents.policies.hf import HFPolicy
+    from oat_agents.tiny import CharTokenizer, build_tiny_llama
 
     init_distributed()
     tok = CharTokenizer()

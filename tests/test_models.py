@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-from oat_agents.models import DEFAULT_CHARS, CharTokenizer, build_tiny_llama, save_tiny_model
+from oat_agents.tiny import DEFAULT_CHARS, CharTokenizer, build_tiny_llama, save_tiny_model
 
 
 @pytest.fixture(scope="module")

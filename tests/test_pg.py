@@ -491,7 +491,7 @@ def test_toy_categorical_policy_learns(cfg: PGConfig) -> None:
 def test_grpo_step_on_tiny_llama_with_sequence_logprobs() -> None:
     """Integration with the learner's log-prob layout: (N, L) per-token log-probs and a response mask."""
     from oat_agents.algorithms.logprobs import sequence_logprobs
-    from oat_agents.models import build_tiny_llama
+    from oat_agents.tiny import build_tiny_llama
 
     model = build_tiny_llama(16, hidden=32, layers=1, heads=2, seed=0)
     gen = torch.Generator().manual_seed(0)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from oat_agents.algorithms.logprobs import sequence_logprobs
-from oat_agents.models import CharTokenizer, build_tiny_llama, save_tiny_model
 from oat_agents.policies import Generations, HFPolicy, Policy, SamplingParams
+from oat_agents.tiny import CharTokenizer, build_tiny_llama, save_tiny_model
 
 PROMPTS = ["1+2=", "12+34="]
 TARGET = "hello world."

@@ -11,7 +11,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from oat_agents.models import CharTokenizer
 from oat_agents.policies.base import Generations, Policy, SamplingParams
 from oat_agents.policies.vllm import (
     EMBED_NAME,
@@ -28,6 +27,7 @@ from oat_agents.policies.vllm import (
     vllm_sampling_kwargs,
     write_safetensors,
 )
+from oat_agents.tiny import CharTokenizer
 
 EOS = 2
 

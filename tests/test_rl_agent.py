@@ -17,13 +17,13 @@ from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
 from oat_agents.agents.multiturn import MultiTurnAgent, MultiTurnAgentConfig
 from oat_agents.agents.policy_gradient import Rollout
 from oat_agents.algorithms.pg import PGConfig
-from oat_agents.critic import Critic, CriticConfig, CriticTrainer
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
+from oat_agents.learners.critic import Critic, CriticConfig, CriticTrainer
 from oat_agents.loops.bookkeeping import LoopConfig
 from oat_agents.loops.group_rl import GroupedTask, make_grouped_vec, run_online_rl
 from oat_agents.loops.multiturn import evaluate_multiturn, find_multiturn_task, run_multiturn_rl
-from oat_agents.models import CharTokenizer, build_tiny_llama
 from oat_agents.policies.hf import HFPolicy
+from oat_agents.tiny import CharTokenizer, build_tiny_llama
 from oat_env.envs.tools import PythonToolWrapper
 
 ENV_KWARGS = {"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare", "eval_fraction": 0.4}

@@ -18,8 +18,8 @@ from oat_agents.exploration.features import policy_hidden_state_features
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
 from oat_agents.loops.bookkeeping import LoopConfig
 from oat_agents.loops.duel import run_online
-from oat_agents.models import CharTokenizer, build_tiny_llama
 from oat_agents.policies.hf import HFPolicy
+from oat_agents.tiny import CharTokenizer, build_tiny_llama
 
 ENV_KWARGS = {"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare"}
 
@@ -168,7 +168,7 @@ def test_apl_picks_the_largest_implicit_reward_margin():
 
 
 def test_apl_queries_the_highest_entropy_prompts_of_the_pool(tmp_path):
-    from oat_agents.exploration.apl import predictive_entropy
+    from oat_agents.exploration.prompt_entropy import predictive_entropy
 
     _, _, policy, learner = parts()
     config = APLAgentConfig(num_samples=3, max_new_tokens=3, prompt_pool_size=10, seed=0)

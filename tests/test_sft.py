@@ -18,7 +18,7 @@ from oat_agents.algorithms.sft import (
     sft_loss,
     validate_messages,
 )
-from oat_agents.models import CharTokenizer, build_tiny_llama
+from oat_agents.tiny import CharTokenizer, build_tiny_llama
 
 CONV = [
     {"role": "system", "content": "Be brief."},

@@ -24,9 +24,9 @@ import torch  # noqa: E402
 
 pytest.importorskip("vllm", reason="vllm is not installed: run scripts/setup_vllm_venv.sh and use .venv-vllm")
 
-from oat_agents.models import CharTokenizer, build_tiny_llama, save_tiny_model  # noqa: E402
 from oat_agents.policies.hf import HFPolicy  # noqa: E402
 from oat_agents.policies.vllm import VLLMPolicy  # noqa: E402
+from oat_agents.tiny import CharTokenizer, build_tiny_llama, save_tiny_model  # noqa: E402
 
 # hidden 64 with 2 heads: head size 32, which vLLM's CPU attention supports; 2 layers keep everything fast.
 MODEL_KWARGS = {"hidden": 64, "layers": 2, "heads": 2, "max_position_embeddings": 256}

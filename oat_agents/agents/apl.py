@@ -4,14 +4,14 @@ about, by the DPO implicit reward margin.
 Per round, for each of the ``B`` env prompts the policy samples ``K = num_samples`` candidates; the
 learner scores them with the implicit reward ``r̂(x, y) = β·(log π_θ(y|x) − log π_ref(y|x))`` (summed
 response log-probs of the *learner's* current weights and of the frozen reference) and the pair
-``argmax_{i<j} |r̂_i − r̂_j|`` is dueled (:func:`~oat_agents.exploration.apl.implicit_reward_margin_pairs`).
+``argmax_{i<j} |r̂_i − r̂_j|`` is dueled (:func:`~oat_agents.exploration.prompt_entropy.implicit_reward_margin_pairs`).
 
 APL's first stage chooses *which prompts* to query. With ``prompt_pool_size = P > 0`` the loop asks the
 env for a pool of ``P`` candidate prompts each round (``env.prompt_pool``: the served prompts plus fresh
 draws, free of queries) and :meth:`APLAgent.choose_prompts` samples ``K`` responses for every pool prompt,
 estimates the policy's Monte-Carlo predictive entropy ``Ĥ(x) = −(1/K) Σ_k log π(y_k|x)`` (from the
 sampler's log-probs; per token with ``entropy_per_token``) and keeps the ``B`` *highest*-entropy prompts
-(:func:`~oat_agents.exploration.apl.select_high_entropy_prompts`), which the env then serves
+(:func:`~oat_agents.exploration.prompt_entropy.select_high_entropy_prompts`), which the env then serves
 (``env.serve_prompts``) and the oracle answers. The samples of the kept prompts are reused by ``act``,
 so selection costs ``P − B`` extra prompts of generation, not a second pass. With ``P = 0`` every served
 prompt is dueled (pair choice only). Metrics: ``explorer/apl_entropy`` (mean ``Ĥ`` of the dueled prompts),
@@ -29,7 +29,7 @@ import torch
 
 from oat_agents.agents.batching import collate_responses
 from oat_agents.agents.dap import DAPAgent, DAPAgentConfig
-from oat_agents.exploration.apl import (
+from oat_agents.exploration.prompt_entropy import (
     implicit_reward_margin_pairs,
     predictive_entropy,
     select_high_entropy_prompts,

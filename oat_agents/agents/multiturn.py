@@ -8,7 +8,7 @@ training rows with the per-turn discounted return ``G_k = r_k + γ_turn · G_{k+
 
 * ``reinforce``: ``A_k = G_k − mean(G)`` over the turns of the batch (or ``G_k`` without baseline);
 * ``ppo`` (needs a critic): turn-level GAE with the critic's ``V(s_k)``, read at the **last token of
-  the state** (:class:`~oat_agents.critic.Critic`): ``δ_k = r_k + γ_turn V(s_{k+1}) − V(s_k)``
+  the state** (:class:`~oat_agents.learners.critic.Critic`): ``δ_k = r_k + γ_turn V(s_{k+1}) − V(s_k)``
   (``V = 0`` after the final turn), ``A_k = δ_k + γ_turn λ A_{k+1}``; the critic regresses
   ``R_k = A_k + V(s_k)``, one critic step after each policy mini-batch.
 
@@ -72,7 +72,7 @@ class MultiTurnAgent(PGAgent):
         policy: generates responses (``HFPolicy`` or ``VLLMPolicy``); must report per-token log-probs.
         learner: a :class:`~oat_agents.learners.LearnerEngine` (frozen reference needed for KL terms).
         config: :class:`MultiTurnAgentConfig`.
-        critic: a :class:`~oat_agents.critic.CriticTrainer`; required by ``advantage_estimator="ppo"``.
+        critic: a :class:`~oat_agents.learners.critic.CriticTrainer`; required by ``advantage_estimator="ppo"``.
     """
 
     config: MultiTurnAgentConfig
@@ -80,7 +80,7 @@ class MultiTurnAgent(PGAgent):
     def __init__(self, policy: Any, learner: Any, config: MultiTurnAgentConfig | None = None, critic: Any = None):
         config = config or MultiTurnAgentConfig()
         if config.pg.advantage_estimator == "ppo" and critic is None:
-            raise ValueError("advantage_estimator='ppo' needs a critic (oat_agents.critic.CriticTrainer)")
+            raise ValueError("advantage_estimator='ppo' needs a critic (oat_agents.learners.critic.CriticTrainer)")
         super().__init__(policy, learner, config)
         self.critic = critic
         self.episodes_done = 0

@@ -1,7 +1,7 @@
 r"""XPO agent (Xie et al. 2024, arXiv 2405.21046): online DPO plus the XPO optimism term.
 
 Per pair ``i`` the agent also keeps a response ``ỹ_i ∼ π_ref(·|x_i)`` sampled from the frozen
-reference policy at acting time, and minimises (see :mod:`oat_agents.exploration.xpo`)
+reference policy at acting time, and minimises (see :mod:`oat_agents.exploration.optimism`)
 
     L = mean_{i valid} ℓ^DAP_i  +  α · mean_{i valid} log π_θ(ỹ_i | x_i)
 
@@ -29,7 +29,7 @@ import torch
 from oat_agents.agents.batching import collate_responses
 from oat_agents.agents.dap import DAPAgent, DAPAgentConfig, PreferencePair
 from oat_agents.algorithms.logprobs import sequence_logprobs
-from oat_agents.exploration.xpo import xpo_exploration_term
+from oat_agents.exploration.optimism import xpo_exploration_term
 from oat_agents.policies.base import Generations
 
 

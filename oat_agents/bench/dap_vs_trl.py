@@ -67,7 +67,7 @@ def load_trl() -> tuple[Any, Any]:
 
 
 def tiny_model_and_tokenizer(seed: int) -> tuple[Any, Any]:
-    from oat_agents.models import CharTokenizer, build_tiny_llama
+    from oat_agents.tiny import CharTokenizer, build_tiny_llama
 
     tokenizer = CharTokenizer()
     return build_tiny_llama(len(tokenizer), seed=seed), tokenizer

@@ -44,8 +44,8 @@ from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
 from oat_agents.algorithms.pg import PGConfig
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
 from oat_agents.loops.group_rl import make_grouped_vec
-from oat_agents.models import CharTokenizer, build_tiny_llama
 from oat_agents.policies.hf import HFPolicy
+from oat_agents.tiny import CharTokenizer, build_tiny_llama
 from oat_env.integrations.trl import prompt_dataset, reward_function
 
 TARGET = 1.5

@@ -35,8 +35,7 @@ def build_models(config: TrainConfig, env: Any) -> tuple[Any, Any, Any, dict[str
     from oat_agents.train import TINY_MODEL
 
     if config.model == TINY_MODEL:
-        from oat_agents.models import CharTokenizer, build_tiny_llama
-        from oat_agents.tiny import sft_warmup
+        from oat_agents.tiny import CharTokenizer, build_tiny_llama, sft_warmup
 
         tokenizer = CharTokenizer()
         model = build_tiny_llama(
@@ -115,7 +114,7 @@ def build_agent(
 
         critic = None
         if options.pg.advantage_estimator == "ppo":
-            from oat_agents.critic import Critic, CriticTrainer
+            from oat_agents.learners.critic import Critic, CriticTrainer
 
             critic = CriticTrainer(Critic(initial), copy.deepcopy(config.critic))
         return MultiTurnAgent(policy, learner, copy.deepcopy(options), critic=critic)

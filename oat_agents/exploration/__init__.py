@@ -7,18 +7,10 @@
   selection from ensemble rewards ``(E, B, K)``; model-rollout helpers.
 * :mod:`~oat_agents.exploration.features` — batched feature extractors (policy / reward-model hidden
   states, sentence embeddings). Imported lazily by users (it pulls in transformers).
-* :mod:`~oat_agents.exploration.apl` — APL prompt entropy and implicit-reward-margin pair choice.
-* :mod:`~oat_agents.exploration.xpo` — the XPO optimism term.
+* :mod:`~oat_agents.exploration.prompt_entropy` — APL prompt entropy and implicit-reward-margin pair choice.
+* :mod:`~oat_agents.exploration.optimism` — the XPO optimism term.
 """
 
-from oat_agents.exploration.apl import (
-    implicit_reward_margin_pairs,
-    implicit_rewards,
-    predictive_entropy,
-    select_high_entropy_prompts,
-    select_prompts_by_margin,
-    sequence_logps,
-)
 from oat_agents.exploration.enn import (
     EnsembleMLP,
     EpistemicRewardModel,
@@ -26,6 +18,15 @@ from oat_agents.exploration.enn import (
     anchored_loss,
     bradley_terry_losses,
     member_seeds,
+)
+from oat_agents.exploration.optimism import xpo_exploration_term, xpo_loss
+from oat_agents.exploration.prompt_entropy import (
+    implicit_reward_margin_pairs,
+    implicit_rewards,
+    predictive_entropy,
+    select_high_entropy_prompts,
+    select_prompts_by_margin,
+    sequence_logps,
 )
 from oat_agents.exploration.selectors import (
     CLASH_FALLBACKS,
@@ -48,7 +49,6 @@ from oat_agents.exploration.selectors import (
     split_model_rollout,
     ts_agreement,
 )
-from oat_agents.exploration.xpo import xpo_exploration_term, xpo_loss
 
 __all__ = [
     "CLASH_FALLBACKS",
