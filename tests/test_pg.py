@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from oat_agents.algorithms.logprobs import token_entropy
 from oat_agents.algorithms.pg import (
     PGConfig,
     aggregate_loss,
@@ -24,7 +25,6 @@ from oat_agents.algorithms.pg import (
     reinforce_advantages,
     rloo_advantages,
     tis_weights,
-    token_entropy,
     truncated_from_finish_reasons,
     value_loss,
 )
