@@ -37,7 +37,7 @@ from oat_env.grading.exact import Surd, clearly_apart, parse_surd
 from oat_env.grading.extract import extract_answer, gsm8k_answer, last_boxed, math_order
 from oat_env.grading.normalize import has_percent, is_integer_literal, normalize_answer, parse_number
 from oat_env.grading.poly import parse_polynomial
-from oat_env.grading.rewrite import rewrite_answer
+from oat_env.grading.rewrite import rewrite_answer, split_top_level
 
 # The worker-side code lives in oat_env.grading.symbolic; the pool task name and preload module stay
 # "oat_env.grading.equivalence", so those names are re-exported here.
@@ -115,20 +115,6 @@ def _never_negative(s: str) -> bool:
     return True
 
 
-def _split_top_level(s: str, seps: str = ",") -> list[str]:
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(s):
-        if ch in "{([":
-            depth += 1
-        elif ch in "})]":
-            depth -= 1
-        elif ch in seps and depth == 0:
-            parts.append(s[start:i])
-            start = i + 1
-    parts.append(s[start:])
-    return parts
-
-
 def _numbers_differ(a: Fraction, b: Fraction, a_text: str, b_text: str) -> bool:
     """True iff math-verify would certainly call these two numbers different.
 
@@ -153,10 +139,10 @@ def _structure(s: str) -> tuple[str, list[str]] | None:
         cells = [c for row in rows for c in row.split("&")]
         return f"{m.group(1)}{len(rows)}x{len(cells) // max(1, len(rows))}", cells
     if s.startswith("\\{") and s.endswith("\\}"):
-        return "set", sorted(_split_top_level(s[2:-2]))
+        return "set", sorted(split_top_level(s[2:-2]))
     if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
         inner = s[1:-1]
-        parts = _split_top_level(inner)
+        parts = split_top_level(inner)
         if len(parts) >= 2 and _never_negative(inner):
             return s[0] + s[-1], parts
     return None

@@ -54,14 +54,15 @@ _ARRAY_RE = re.compile(r"^\[?\s*\\begin\{array\}\{[^{}]*\}(.*)\\end\{array\}\s*\
 _CHOICE_RE = re.compile(r"^\s*(?:\\text(?:bf)?\{\s*)?\(?\s*([A-E])\s*\)?(?:\s*\})?\s*$")
 
 
-def _split_top(s: str) -> list[str]:
+def split_top_level(s: str, seps: str = ",") -> list[str]:
+    """``s`` split at the ``seps`` characters that are outside every bracket (``{}``, ``()``, ``[]``)."""
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(s):
         if ch in "{([":
             depth += 1
         elif ch in "})]":
             depth -= 1
-        elif ch == "," and depth == 0:
+        elif ch in seps and depth == 0:
             parts.append(s[start:i])
             start = i + 1
     parts.append(s[start:])
@@ -190,7 +191,7 @@ def _relation_to_interval(s: str) -> str | None:
 
 def _assignments(s: str) -> str | None:
     """``x=1, x=2`` -> ``1,2``; ``x=1, y=2`` -> ``(1,2)``; otherwise ``None``."""
-    pieces = [p for chunk in _split_top(_OR_RE.sub(",", s)) if (p := chunk.strip())]
+    pieces = [p for chunk in split_top_level(_OR_RE.sub(",", s)) if (p := chunk.strip())]
     if len(pieces) < 2:
         return None
     names, values = [], []
