@@ -113,6 +113,52 @@ def test_requests_are_framed_across_packets_and_pipelining() -> None:
     _with_relay(test)
 
 
+async def _half_closed(port: int, data: bytes) -> bytes:
+    """Send ``data``, shut down the write side (``nc -N``, ``shutdown(SHUT_WR)``) and read until the peer closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    writer.write_eof()
+    out = await asyncio.wait_for(reader.read(-1), 5)
+    writer.close()
+    return out
+
+
+def test_half_closed_client_pipelining_and_empty_lines() -> None:
+    """A client that half-closes after its requests still gets every answer; a bad request pipelined behind good
+    ones is answered after theirs (never in place of one); empty lines between requests are skipped."""
+
+    async def slow_echo(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.2)  # the answer comes after the client's EOF
+        return await _echo(request)
+
+    async def main() -> None:
+        up_port, front_port = _free_port(), _free_port()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", slow_echo)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", up_port).start()
+        server = await start_front("127.0.0.1", front_port, ("127.0.0.1", up_port), max_body_bytes=10)
+        try:
+            good = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+            out = (await _half_closed(front_port, good)).decode()
+            assert out.startswith("HTTP/1.1 200") and out.endswith("POST /x b'abc'"), out
+            two = (await _half_closed(front_port, good + b"\r\n" + good.replace(b"abc", b"xyz"))).decode()
+            assert two.count("HTTP/1.1 200") == 2 and two.index("b'abc'") < two.index("b'xyz'"), two
+            too_big = b"POST /y HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\n\r\n"
+            out = (await _raw(front_port, [good + too_big])).decode()
+            assert out.index("HTTP/1.1 200") < out.index("HTTP/1.1 413") and "b'abc'" in out, out
+            plus = b"POST /x HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc"  # digits only
+            assert (await _raw(front_port, [plus])).startswith(b"HTTP/1.1 400 ")
+        finally:
+            server.close()
+            await server.wait_closed()
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
 def test_client_libraries_work_through_the_front() -> None:
     async def test(port: int) -> None:
         async with aiohttp.ClientSession() as s:

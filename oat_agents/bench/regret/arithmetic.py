@@ -155,8 +155,7 @@ def _make_env(cfg: BenchConfig) -> Any:
 
 def warm_model(cfg: BenchConfig, seed: int) -> tuple[Any, Any]:
     """The seed's SFT-warmed tiny Llama and its tokenizer (every method starts from a copy)."""
-    from oat_agents.models import CharTokenizer, build_tiny_llama
-    from oat_agents.tiny import WarmupConfig, sft_warmup
+    from oat_agents.tiny import CharTokenizer, WarmupConfig, build_tiny_llama, sft_warmup
 
     env = _make_env(cfg)
     tokenizer = CharTokenizer()
@@ -230,7 +229,7 @@ def run_one(
     method: str, cfg: BenchConfig, seed: int, model: Any, tokenizer: Any, log_root: Path
 ) -> dict[str, Any]:
     """One run; returns its curves: eval points and cumulative regret after every round."""
-    from oat_agents.loop import LoopConfig, run_online
+    from oat_agents.loops import LoopConfig, run_online
 
     run_dir = log_root / f"{method}_seed{seed}"
     # A rerun into the same --out starts the run's logs afresh (the logger appends to metrics.jsonl).

@@ -230,7 +230,7 @@ class SoftmaxPolicy:
 
             return float(optimizer.step(closure).detach())
         from oat_agents.algorithms.dap import dpo_losses
-        from oat_agents.exploration.xpo import xpo_loss
+        from oat_agents.exploration.optimism import xpo_loss
 
         rows = torch.arange(contexts.shape[0])
         ref = -float(np.log(self.cfg.num_responses))
@@ -272,7 +272,7 @@ def _erm(cfg: LinearConfig, seed: int) -> Any:
 def run_job(method: str, cfg: LinearConfig, seed: int) -> dict[str, Any]:
     """One (method, seed) run; every random stream is derived from ``(seed, purpose)``, the prompt stream and the
     task are the same for every method of a seed."""
-    from oat_agents.exploration.apl import (
+    from oat_agents.exploration.prompt_entropy import (
         implicit_reward_margin_pairs,
         predictive_entropy,
         select_high_entropy_prompts,

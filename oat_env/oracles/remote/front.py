@@ -6,7 +6,7 @@ no option changes it), before any Python worker sees the request. An oracle clie
 take that for an answer, so ``oat-serve-oracle``'s supervisor listens on the public port and
 relays every connection to the Mosec server on an internal 127.0.0.1 port.
 
-What it does per request, and nothing more (bodies and responses are copied, never parsed):
+What it does per request, and nothing more (bodies and responses are copied, never decoded):
 
 * frames requests by their head (``Content-Length``) so each one is seen;
 * a POST without a body is forwarded with the one-byte body :data:`EMPTY_BODY_MARKER` (``0xC1``,
@@ -16,9 +16,12 @@ What it does per request, and nothing more (bodies and responses are copied, nev
 * a body over the server's ``--max-request-bytes`` gets ``413`` from the front, from its
   ``Content-Length`` alone (nothing of it is relayed);
 * a chunked body gets ``411`` (the client sends ``Content-Length``; decoding chunks here would
-  cost every request), a head that does not parse ``400``, a head over 64 KiB ``431``; each of
-  these closes the connection after its answer (a client that pipelined requests before such a
-  malformed one loses their answers and retries them; none of ours pipelines);
+  cost every request), a head that does not parse ``400`` (``Content-Length`` must be digits), a head
+  over 64 KiB ``431``; each of these is answered after the answers to the requests pipelined before
+  it (never in place of one), then the connection closes;
+* empty lines before a request line are skipped (RFC 9112 §2.2); a client that half-closes after
+  its requests still gets every answer (the front counts the answers it relays by their framing,
+  status line and ``Content-Length``, and closes once all are through);
 * while Mosec is down (the supervisor is restarting it) a new connection gets ``503 "oracle
   server restarting"``, which :class:`~oat_env.oracles.remote.RemoteOracle` retries; a Mosec
   connection that drops mid-request drops the client's connection too (the client retries).
@@ -31,6 +34,7 @@ Measured cost: see the README's benchmark table (``oat-bench oracle-server``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from typing import Any
 
@@ -83,11 +87,11 @@ def _frame(head: bytes, max_body_bytes: int | None = None) -> tuple[bytes, int]:
             raise _Malformed(BAD_HEAD)
         name = name.strip().lower()
         if name == b"content-length":
-            try:
-                n = int(value.strip())
-            except ValueError:
-                raise _Malformed(BAD_HEAD) from None
-            if n < 0 or (length is not None and n != length):
+            digits = value.strip()
+            if not digits.isdigit():  # digits only: int() would also take "+3" or "5_0"
+                raise _Malformed(BAD_HEAD)
+            n = int(digits)
+            if length is not None and n != length:
                 raise _Malformed(BAD_HEAD)
             length = n
         elif name == b"transfer-encoding":
@@ -96,27 +100,71 @@ def _frame(head: bytes, max_body_bytes: int | None = None) -> tuple[bytes, int]:
         raise _Malformed(BODY_TOO_LARGE)
     if not length and parts[0] == b"POST":
         # An empty POST body: forward the marker so the ingress answers 400 (Mosec would say 200).
-        kept = [ln for ln in lines if not ln.lower().startswith(b"content-length:")]
+        kept = [ln for ln in lines if ln.partition(b":")[0].strip().lower() != b"content-length"]
         kept.append(b"content-length: %d" % len(EMPTY_BODY_MARKER))
         return b"\r\n".join(kept) + _HEAD_END + EMPTY_BODY_MARKER, 0
     return head, length or 0
 
 
 class _Upstream(asyncio.Protocol):
-    """The Mosec side of one relayed connection: copies responses back to the client."""
+    """The Mosec side of one relayed connection: copies responses back to the client as they come, and frames
+    them (status line, ``Content-Length``) only to count the completed ones: the client side needs to know when
+    every forwarded request has its answer (a half-closed client, a canned reply queued behind earlier requests).
+    """
 
     def __init__(self, down: _Downstream):
         self.down = down
         self.transport: Any = None
+        self.head = b""
+        self.body_left = 0
+        self.framing = True  # False after a response that cannot be framed: counting stops, relaying goes on
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.down.transport.write(data)
+        while data and self.framing:
+            if self.body_left:
+                take = min(self.body_left, len(data))
+                self.body_left -= take
+                data = data[take:]
+                if not self.body_left:
+                    self.down.response_done()
+                continue
+            data = self.head + data
+            end = data.find(_HEAD_END)
+            if end < 0:
+                self.head = data[-MAX_HEAD_BYTES:]
+                return
+            self.head = b""
+            self._response_head(data[: end + len(_HEAD_END)])
+            data = data[end + len(_HEAD_END) :]
+
+    def _response_head(self, head: bytes) -> None:
+        lines = head[: -len(_HEAD_END)].split(b"\r\n")
+        status = lines[0].split(b" ")
+        code = int(status[1]) if len(status) > 1 and status[1].isdigit() else -1
+        if 100 <= code < 200:
+            return  # an interim response (100 Continue): the final one follows
+        method = self.down.methods.popleft() if self.down.methods else b""
+        length = None
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length" and value.strip().isdigit():
+                length = int(value.strip())
+        if method == b"HEAD" or code in (204, 304):
+            length = 0
+        if length is None:
+            self.framing = False  # cannot tell where it ends: stop counting (the client side falls back)
+            self.down.framing_lost()
+            return
+        self.body_left = length
+        if not length:
+            self.down.response_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.down.finish()
+        self.down.upstream_lost()
 
     def pause_writing(self) -> None:  # Mosec reads slowly: stop reading the client
         self.down.transport.pause_reading()
@@ -136,11 +184,17 @@ class _Downstream(asyncio.Protocol):
         self.buf = b""
         self.body_left = 0  # bytes of the current request's body still to forward as they come
         self.closed = False
+        self.methods: collections.deque[bytes] = collections.deque()  # methods of requests whose answer's head is due
+        self.inflight = 0  # forwarded requests whose answer is not completely relayed yet
+        self.counting = True  # False once a response could not be framed
+        self.client_eof = False  # the client half-closed: finish once every answer is relayed
+        self.queued_reply: bytes | None = None  # a canned reply that must wait for the earlier answers
+        self._connect_task: asyncio.Task | None = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         transport.pause_reading()  # until Mosec's connection is up: nothing to forward to yet
-        asyncio.get_running_loop().create_task(self._connect())
+        self._connect_task = asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,7 +210,7 @@ class _Downstream(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        if self.closed or self.up is None:
+        if self.closed or self.up is None or self.queued_reply is not None:
             return
         out = []
         while data:
@@ -167,6 +221,10 @@ class _Downstream(asyncio.Protocol):
                 data = data[len(take) :]
                 continue
             data = self.buf + data if self.buf else data
+            data = data.lstrip(b"\r\n")  # empty lines before a request line are ignored (RFC 9112 §2.2)
+            if not data:
+                self.buf = b""
+                break
             end = data.find(_HEAD_END)
             if end < 0:
                 if len(data) > MAX_HEAD_BYTES:
@@ -181,16 +239,47 @@ class _Downstream(asyncio.Protocol):
                 self.fail(err.reply, out)
                 return
             out.append(head)
+            self.methods.append(head.split(b" ", 1)[0])
+            self.inflight += 1
             data = data[end + len(_HEAD_END) :]
         if out:
             self.up.transport.write(b"".join(out) if len(out) > 1 else out[0])
 
     def fail(self, reply: bytes, pending: list[bytes] | None = None) -> None:
-        """Forward what was framed before the bad request, answer it ourselves, then close."""
+        """Forward what was framed before the bad request; answer it ourselves once the earlier requests have
+        their answers (so that no answer is taken for another's), then close."""
         if self.up is not None and pending:
             self.up.transport.write(b"".join(pending))
+        if self.inflight and self.counting and self.up is not None:
+            self.queued_reply = reply  # data_received drops everything from now on
+            return
         self.transport.write(reply)
         self.finish()
+
+    def response_done(self) -> None:
+        """The upstream finished relaying one final response."""
+        self.inflight -= 1
+        if not self.inflight:
+            if self.queued_reply is not None:
+                self.transport.write(self.queued_reply)
+                self.finish()
+            elif self.client_eof:
+                self.finish()
+
+    def framing_lost(self) -> None:
+        self.counting = False
+
+    def upstream_lost(self) -> None:
+        if self.queued_reply is not None and not self.closed:
+            self.transport.write(self.queued_reply)
+        self.finish()
+
+    def eof_received(self) -> bool:
+        """A half-closed client still gets its answers: keep the connection until they are relayed."""
+        self.client_eof = True
+        if not self.inflight or not self.counting or self.up is None:
+            self.finish()
+        return True  # keep the transport open for writing
 
     def finish(self) -> None:
         """End the connection gracefully: flush what was written to the client, half-close, drop whatever
