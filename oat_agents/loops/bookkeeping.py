@@ -232,6 +232,16 @@ def check_eval_prompts(env: Any, config: LoopConfig) -> None:
         )
 
 
+def act_and_step(env: Any, act: Callable[[], Any]) -> tuple[Any, tuple, dict[str, float]]:
+    """One round of every loop: ``action = act()`` then ``env.step(action)``, each timed. Returns ``(action, the
+    step's (obs, rewards, terminated, truncated, infos), {"actor/generate_s", "oracle/s"})``."""
+    start = time.perf_counter()
+    action = act()
+    acted = time.perf_counter()
+    result = env.step(action)
+    return action, result, {"actor/generate_s": acted - start, "oracle/s": time.perf_counter() - acted}
+
+
 def _env_name(env: Any) -> str:
     spec = getattr(env.unwrapped, "spec", None) or getattr(env, "spec", None)
     return getattr(spec, "id", None) or type(env.unwrapped).__name__

@@ -19,12 +19,11 @@ differently.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
-from oat_agents.loops.bookkeeping import LoopConfig, LoopResult, RoundBookkeeper
+from oat_agents.loops.bookkeeping import LoopConfig, LoopResult, RoundBookkeeper, act_and_step
 from oat_env.metrics import RegretTracker
 
 
@@ -51,15 +50,12 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
             tracker.load_state_dict(restored[0]["regret"])
             regret_history = tuple(list(h) for h in restored[1]["regret_history"])
         while bookkeeper.another_round_fits():
-            metrics: dict[str, float] = {}
-            start = time.perf_counter()
-            if pool_size:
-                obs = unwrapped.serve_prompts(agent.choose_prompts(unwrapped.prompt_pool(pool_size), env.num_envs))
-            responses_a, responses_b = agent.act(obs)
-            metrics["actor/generate_s"] = time.perf_counter() - start
-            start = time.perf_counter()
-            obs, rewards, _, _, infos = env.step((responses_a, responses_b))
-            metrics["oracle/s"] = time.perf_counter() - start
+            def act(obs: Any = obs) -> tuple[list[str], list[str]]:
+                if pool_size:  # APL: the agent picks which of a larger pool of prompts the round answers
+                    obs = unwrapped.serve_prompts(agent.choose_prompts(unwrapped.prompt_pool(pool_size), env.num_envs))
+                return agent.act(obs)
+
+            (responses_a, responses_b), (obs, rewards, _, _, infos), metrics = act_and_step(env, act)
             feedback = infos["final_info"]
             agent.observe(feedback["label"])
             step_regret = 0.0

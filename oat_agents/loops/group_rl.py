@@ -16,13 +16,12 @@ evaluation (and its dumps), logging, checkpoint/resume, ranks and progress are t
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from oat_agents.loops.bookkeeping import LoopConfig, LoopResult, RoundBookkeeper
+from oat_agents.loops.bookkeeping import LoopConfig, LoopResult, RoundBookkeeper, act_and_step
 
 
 class GroupedTask:
@@ -86,13 +85,7 @@ def run_online_rl(env: Any, agent: Any, config: LoopConfig, run_config: dict[str
     try:
         obs, _ = bookkeeper.start()
         while bookkeeper.another_round_fits():
-            metrics: dict[str, float] = {}
-            start = time.perf_counter()
-            responses = agent.act(obs)
-            metrics["actor/generate_s"] = time.perf_counter() - start
-            start = time.perf_counter()
-            obs, rewards, _, _, infos = env.step(responses)
-            metrics["oracle/s"] = time.perf_counter() - start
+            responses, (obs, rewards, _, _, infos), metrics = act_and_step(env, lambda obs=obs: agent.act(obs))
             agent.observe(rewards)
             feedback = infos.get("final_info", {})
             if "correct" in feedback:

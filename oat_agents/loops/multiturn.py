@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from oat_agents.learners import dist
-from oat_agents.loops.bookkeeping import LoopConfig, LoopResult, RoundBookkeeper
+from oat_agents.loops.bookkeeping import LoopConfig, LoopResult, RoundBookkeeper, act_and_step
 
 
 def find_multiturn_task(env: Any) -> Any:
@@ -126,13 +126,8 @@ def run_multiturn_rl(
     try:
         obs, _ = bookkeeper.start()
         while bookkeeper.another_round_fits():
-            metrics: dict[str, float] = {}
-            start = time.perf_counter()
-            responses = agent.act(obs)
-            metrics["actor/generate_s"] = time.perf_counter() - start
-            start = time.perf_counter()
-            obs, rewards, terminated, truncated, infos = env.step(responses)
-            metrics["oracle/s"] = time.perf_counter() - start
+            responses, (obs, rewards, terminated, truncated, infos), metrics = act_and_step(
+                env, lambda obs=obs: agent.act(obs))
             done = np.asarray(terminated, dtype=bool) | np.asarray(truncated, dtype=bool)
             agent.observe(rewards, done)
             final = infos.get("final_info", {})
