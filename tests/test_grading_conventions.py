@@ -67,6 +67,35 @@ FREE_FORM = [
     # QW: multiple-choice letters in brackets.
     ("C", "The answer is (C).", True),
     ("\\text{(B)}", "The answer is (C).", False),
+    # MV: an equation chain states its result: the answer is the value after the last "=" (a reward hack
+    # otherwise: "12 + 30 = 41" graded on 12 + 30).
+    ("42", "The answer is 12 + 30 = 41.", False),
+    ("41", "The answer is 12 + 30 = 41.", True),
+    ("42", "Final answer: 6 * 7 = 40", False),
+    ("42", "The answer is $12+30$ = 42", True),
+    # OAT: Markdown emphasis marks are not part of the answer (and never an operator); "2**3" stays a power.
+    ("18", "The answer is **18**.", True),
+    ("18", "Answer: **18**", True),
+    ("18", "**18**", True),
+    ("18", "= **18**", True),
+    ("8", "We get 2**3 = 8", True),
+    # MV: a number after ":", "(", "[" or "~" stands on its own ("Answer:42", "[42]"), not after a word's bracket.
+    ("42", "Answer:42", True),
+    ("42", "The answer is [42].", True),
+    ("3", "f(3)", False),
+    # OAT: "to" + words, "more than" + words are precision / unit trailers or prose, not hedges.
+    ("3.14", "The answer is 3.14 to two decimal places.", True),
+    ("42", "Rounded, the answer is 42 to the nearest dollar.", True),
+    ("12", "Therefore she has 12 more than Tom.", True),
+    # OAT: only the text after the last </think> counts, for every extractor (boxes included).
+    ("5", "<think>\\boxed{5}</think> The answer is 6", False),
+    ("6", "<think>\\boxed{5}</think> The answer is 6", True),
+    # MV: plain numbers joined by "," / "and" are one answer, a set (after an anchor, or ending the response).
+    ("1,2", "The answer is 1, 2", True),
+    ("5,6", "The solutions are 5 and 6.", True),
+    ("5", "The answer is 5 and 6", False),
+    ("15", "In 2020, 15 people came.", True),  # prose before the last number is no list
+    ("5", "The answer is 5, not 6.", True),
 ]
 
 
@@ -113,6 +142,12 @@ NUMBERS = [
     ("0.3", "\\boxed{.3}", True),  # QW: leading-dot decimal
     ("30", "\\boxed{30.00}", True),
     ("-8", "\\boxed{−8}", True),  # unicode minus
+    ("-7", "The answer is −7.", True),  # ... in free-form text too (U+2212)
+    # LM / QW: dollar signs, escaped or not, in free-form text.
+    ("18", "The answer is \\$18.", True),
+    ("1200", "The answer is \\$1,200.", True),
+    # MV: space thousands separators need 3-digit groups ("1 000" is 1000, "1 2" is not 12).
+    ("12", "1 2", False),
     ("2,5", "\\boxed{2.5}", False),  # OAT: "2,5" is the list {2, 5}, not a decimal (ambiguous)
     ("1250", "\\boxed{1.25 thousand}", True),  # OAT: a scale word multiplies
     ("3000", "\\boxed{3\\times 10^{3}}", True),
@@ -141,6 +176,10 @@ HACKS = [
     ("10", "the answer is 10 times", False),
     ("5000", "the answer is 5 thousand", True),
     ("5", "so x = 5 is the solution.", True),  # plain "is" is prose, not a hedge
+    # "to" before a number is a range; "not" before a number denies it.
+    ("5", "the answer is 5 to 6", False),
+    ("5", "\\boxed{5 to 6}", False),
+    ("5", "I think the answer is not 5.", False),
     # Two different boxed answers are a set, never the last one alone.
     ("2", "\\boxed{1}\\boxed{2}", False),
 ]
@@ -181,6 +220,9 @@ STRUCTURES = [
     ("\\{3, 8\\}", "\\boxed{3}, \\boxed{8}", True),
     ("3, 8", "\\boxed{8} and \\boxed{3}", True),
     ("3, 8", "\\boxed{3, 9}", False),
+    # OAT: a gold solution's boxes are read as a prediction's (boxed_answers): both the set {1, 2}.
+    ("The solutions are \\boxed{1} and \\boxed{2}.", "\\boxed{1} and \\boxed{2}", True),
+    ("The solutions are \\boxed{1} and \\boxed{2}.", "\\boxed{2}", False),
     # MV: solution sets of tuples, in any order.
     ("(1,5),(2,6)", "\\boxed{(2,6),(1,5)}", True),
     ("(1,5),(2,6)", "\\boxed{(2,6)}", False),
@@ -326,6 +368,14 @@ def test_free_form_never_executes(response, pool):
         "\\boxed{1} and " * 70_000,
         "1+" * 500_000,
         "x<" * 250 + "1",
+        "**1** " * 20_000,
+        "1+1 = " * 20_000,
+        "1, " * 40_000,
+        "1 to " * 25_000,
+        "not 1 " * 20_000,
+        "\\$1 " * 25_000,
+        "[1" * 50_000,
+        "**1 = 2, 3 and 4 to 5** " * 5_000,
     ],
 )
 def test_free_form_extraction_is_bounded(text):

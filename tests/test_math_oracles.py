@@ -135,3 +135,11 @@ def test_countdown_verifier(tmp_path):
     assert not marker.exists()
     with pytest.raises(ValueError, match="countdown reference"):
         v.reward(["q"], ["1"], ['{"numbers": [1]}'])
+
+
+def test_integer_verifier_ignores_the_scratch_work_before_think():
+    from oat_env.oracles.math import IntegerAnswerVerifier
+
+    result = IntegerAnswerVerifier().reward(["q"] * 3, ["<think>\\boxed{5}</think> 6", "<think>6</think>5", "5"],
+                                            [5, 5, 5])
+    assert list(result.info["correct"]) == [False, True, True]

@@ -34,7 +34,7 @@ from fractions import Fraction
 
 from oat_env.grading.cache import VerdictCache
 from oat_env.grading.exact import Surd, clearly_apart, parse_surd
-from oat_env.grading.extract import extract_answer, gsm8k_answer, last_boxed, math_order
+from oat_env.grading.extract import after_think, boxed_answers, extract_answer, gsm8k_answer, math_order
 from oat_env.grading.normalize import has_percent, is_integer_literal, normalize_answer, parse_number
 from oat_env.grading.poly import parse_polynomial
 from oat_env.grading.rewrite import rewrite_answer, split_top_level
@@ -84,7 +84,8 @@ def gold_answer(gold: str) -> str:
     """The answer inside a gold string: ``\\boxed{}`` content, text after ``####``, else the string."""
     if not isinstance(gold, str):
         raise TypeError(f"gold answer must be a str, got {type(gold).__name__}")
-    found = last_boxed(gold) if "\\boxed" in gold or "\\fbox" in gold else None
+    # Boxes read as in a prediction (boxed_answers): "\\boxed{1} and \\boxed{2}" is the set "1, 2" on both sides.
+    found = boxed_answers(gold) if "\\boxed" in gold or "\\fbox" in gold else None
     if found is None and "####" in gold:
         found = gsm8k_answer(gold)
     answer = (found if found is not None else gold).strip()
@@ -426,7 +427,9 @@ def grade_batch(
         if not isinstance(prediction, str):
             raise TypeError(f"predictions[{i}] must be a str, got {type(prediction).__name__}")
         gold_text = gold_answer(gold)
-        answer = extract_answer(prediction, order=names)
+        # Only the text after the last </think> is the answer, for every extractor (a box in the
+        # scratch work is not); extract_answer itself keeps reading everything (oat/Arithmetic-v0).
+        answer = extract_answer(after_think(prediction), order=names)
         if answer is None:
             results[i] = GradeResult(False, False, None, "no_answer")
             continue

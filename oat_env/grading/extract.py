@@ -146,6 +146,13 @@ def last_number(text: str) -> str | None:
     return None if last is None else last.group(0)
 
 
+def after_think(text: str) -> str:
+    """The text after the last ``</think>`` (a reasoning model's scratch work is not its answer);
+    ``text`` itself when it has none."""
+    cut = text.rfind("</think>")
+    return text if cut < 0 else text[cut + len("</think>") :]
+
+
 def _freeform(text: str) -> str | None:
     from oat_env.grading.freeform import freeform_answer
 

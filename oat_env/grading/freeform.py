@@ -18,6 +18,12 @@ space or ``=``, never by a letter or a digit (``AZYUK2A`` has no answer). Among 
 best level the one ending last wins (math-verify's rule); up to five spans joined by ``,``/``and``/
 ``or`` (``$x=1$ and $x=2$``) are one answer, returned comma-separated.
 
+Before scanning, Markdown emphasis (``**18**``) is dropped. A candidate followed by ``=`` is the value
+after the chain's last ``=`` (``12 + 30 = 42`` states 42). Plain numbers joined by ``,``/``and`` (``1, 2``,
+``5 and 6``) are one answer, a set, after an "answer" anchor or when they end the response. ``not 5``,
+``5 to 6``, ``3 or more``, ``5 less than 7`` are hedged (never the bare number); ``3.14 to two decimal
+places`` / ``12 more than Tom`` are the number.
+
 Only the text after the last ``</think>`` is read (a reasoning model's scratch work is not its
 answer), and only its last :data:`MAX_TAIL_CHARS` characters, so every call is linear and bounded.
 """
@@ -35,20 +41,33 @@ MAX_JOINED = 5
 _OPENERS_RE = re.compile(r"\$\$|\\\[|\\\(|\$")
 # A number: thousands groups (comma or space), a decimal part (point or comma), or a leading-dot decimal;
 # then an optional percent sign or word. Groups of exactly 3 digits after a 1-3 digit head.
-_NUMBER = r"-?(?:[1-9]\d{0,2}(?:(?:,\d{3})+|(?: \d{3})+)(?:\.\d+)?|\d+(?:[.,]\d+)?|\.\d+)"
+_NUMBER = r"[-−]?(?:[1-9]\d{0,2}(?:(?:,\d{3})+|(?: \d{3})+)(?:\.\d+)?|\d+(?:[.,]\d+)?|\.\d+)"
 _PERCENT = r"(?:\s*(?:\\?%|percent\b|pct\b))?"
-_OPS = r"+\-*/^()×÷"
+_OPS = r"+\-−*/^()×÷"
 # An arithmetic expression: starts with a digit (or "(" / "-"), holds at least one operator.
 # Bounded possessive repeats: every start position costs O(1) work, whatever the text.
-_EXPR = rf"-?\(?-?\d(?:[\d. ]{{0,30}}+[{_OPS}]){{1,12}}+[\d. {_OPS}]{{0,30}}+"
+_EXPR = rf"[-−]?\(?[-−]?\d(?:[\d. ]{{0,30}}+[{_OPS}]){{1,12}}+[\d. {_OPS}]{{0,30}}+"
 _CURRENCY = "$€£¥₹₽₩"
-_PLAIN_RE = re.compile(rf"(?:(?<=[\s=*])|^)[{_CURRENCY}]?(?P<value>{_EXPR}|{_NUMBER}{_PERCENT})")
+# Before a number: the start, a space, "=", "*", ":" ("Answer:42"), "(" / "[" ("[42]"), "~" (checked further in
+# :func:`_plain_candidates`); then an optional currency sign, escaped or not ("\\$18").
+_PLAIN_RE = re.compile(rf"(?:(?<=[\s=*:(\[~])|^)(?:\\?[{_CURRENCY}])?(?P<value>{_EXPR}|{_NUMBER}{_PERCENT})")
 # A multiple-choice letter in brackets: "(C)".
 _CHOICE_RE = re.compile(r"(?<![A-Za-z])\(([A-E])\)(?![A-Za-z])")
 # Words after a number that change what it says: a scale multiplies it ("1 million"), a hedge makes it
 # another answer ("3 or more", "7 is not the answer"); both stay part of the answer (see normalize.py).
 _SCALE_WORDS = ("hundred", "thousand", "million", "billion", "trillion", "dozen")
-_HEDGE_WORDS = ("or", "not", "more", "less", "than", "times", "squared", "cubed", "plus", "minus", "to")
+_HEDGE_WORDS = ("or", "not", "than", "times", "squared", "cubed", "plus", "minus")
+# Hedge words only in some contexts: "to" before a number ("5 to 6"; "to two decimal places" / "to the nearest
+# dollar" are precision or unit trailers, dropped), "more" / "less" before "than <number>" or ending the clause
+# ("3 more"; "12 more than Tom" is prose about the number).
+_TO_NUMBER_RE = re.compile(r"[ \t]+[-−]?\$?\.?\d")
+_THAN_NUMBER_RE = re.compile(r"[ \t]+than[ \t]+[-−]?\$?\.?\d|[ \t]*(?:[.;!?,)\n]|$)")
+# "not 5": a number right after "not" is denied (a hedge, kept with the number).
+_NOT_BEFORE_RE = re.compile(r"(?<![A-Za-z])not[ \t]+$", re.IGNORECASE)
+# The rest of an equation chain after a candidate: "12 + 30 = 42" states 42.
+_CHAIN_RE = re.compile(r"[ \t]*=[ \t]*")
+# Markdown emphasis ("**18**", "__18__"): dropped unless between two operands ("2**3" is a power).
+_EMPHASIS_RE = re.compile(r"\*\*+|__+")
 # "is" alone is ordinary prose ("x = 5 is the solution"); "is not" / "isn't" deny the number.
 _NEXT_WORD_RE = re.compile(r"[ \t]+(is[ \t]+not|isn't|[A-Za-z]+)")
 _FRAC_RE = re.compile(r"-?\\[dt]?frac\{-?\d+(?:[.,]\d+)?\}\{-?\d+(?:[.,]\d+)?\}")
@@ -59,6 +78,8 @@ _IS_RE = re.compile(r"\s+is:?\s*")
 _HOPE_RE = re.compile(r"\s*\.?\s?I hope")
 # A whole response that is only math: digits, letters, operators, brackets, LaTeX commands.
 _WHOLE_MATH_RE = re.compile(r"[\w\\{}()\[\]^_+\-*/=<>!.,|: ]+")
+_SPACED_DIGITS_RE = re.compile(r"\d+(?: \d+)+")
+_SPACED_THOUSANDS_RE = re.compile(r"\d{1,3}(?: \d{3})+")
 _PROSE_WORD_RE = re.compile(r"[A-Za-z]{2,}")
 # Letter runs a math answer may contain (function names, constants, LaTeX commands without "\").
 _MATH_WORDS = frozenset(
@@ -70,10 +91,12 @@ _MATH_WORDS = frozenset(
 class _Candidate:
     """One possible answer: where it starts and ends in the scanned text, and its content."""
 
-    __slots__ = ("start", "end", "content")
+    __slots__ = ("start", "end", "content", "plain", "anchored_only")
 
-    def __init__(self, start: int, end: int, content: str):
+    def __init__(self, start: int, end: int, content: str, plain: bool = False):
         self.start, self.end, self.content = start, end, content
+        self.plain = plain  # a plain number / expression with no words (may join a list)
+        self.anchored_only = False  # a list of plain numbers inside prose: only after an "answer" anchor
 
 
 def _find_close(text: str, closer: str, start: int, missing: set[str]) -> int:
@@ -135,22 +158,41 @@ def _plain_candidates(text: str, spans: list[_Candidate]) -> list[_Candidate]:
         for m in regex.finditer(text):
             group = "value" if regex is _PLAIN_RE else 0
             start, end = m.start(group), m.end(group)
-            value = m.group(group).rstrip(" .")
-            if not value or _inside(spans, starts, start):
+            # A trailing operator is never part of the answer ("18*" of a stray emphasis mark).
+            value = m.group(group).rstrip(" .+-−*/^×÷(" if regex is _PLAIN_RE else " .")
+            if not value or _inside(spans, starts, start) or not _stands_alone(text, m.start()):
                 continue
             # A number glued to a letter or digit is part of a word ("AZYUK2A", "x2"): not an answer.
             after = text[start + len(value) : start + len(value) + 1]
             if regex is _PLAIN_RE and after[:1].isalnum() and not _unit_follows(text, start + len(value)):
                 continue
             end = start + len(value)
+            head = m.start()
             if regex is _PLAIN_RE:
                 end = _with_words(text, end)
                 value = text[start:end]
-            found.append(_Candidate(m.start(), end, value))
+                denied = _NOT_BEFORE_RE.search(text[max(0, head - 12) : head])
+                if denied:  # "the answer is not 5": the denial stays with the number (never equals 5)
+                    head -= len(denied.group())
+                    value = text[head:end]
+            found.append(_Candidate(head, end, value, plain=not any(ch.isalpha() for ch in value)))
     for m in _CHOICE_RE.finditer(text):
         if not _inside(spans, starts, m.start()):
             found.append(_Candidate(m.start(), m.end(), m.group()))
     return found
+
+
+def _stands_alone(text: str, head: int) -> bool:
+    """A number after "(" / "[" stands alone unless the bracket is glued to a word ("f(3)"); after ":"
+    unless a digit precedes it ("3:4", "10:30")."""
+    if head < 2:
+        return True
+    before, prev = text[head - 1], text[head - 2]
+    if before in "([":
+        return not prev.isalnum()
+    if before == ":":
+        return not prev.isdigit()
+    return True
 
 
 def _with_words(text: str, end: int) -> int:
@@ -161,6 +203,10 @@ def _with_words(text: str, end: int) -> int:
     word = " ".join(m.group(1).lower().split())
     if word in _SCALE_WORDS:
         return m.end()
+    if word == "to" and _TO_NUMBER_RE.match(text, m.end()):
+        word = "or"  # "5 to 6": a range, another answer
+    if word in ("more", "less") and _THAN_NUMBER_RE.match(text, m.end()):
+        word = "or"  # "3 more", "5 less than 7"
     if word in _HEDGE_WORDS or word in ("is not", "isn't"):
         stop = re.search(r"[.\n;]|$", text[m.end() : m.end() + 60])
         return m.end() + stop.start()
@@ -216,8 +262,11 @@ def _usable(content: str) -> bool:
 
 def _whole_math(text: str) -> str | None:
     """The response itself when it is a short one-line math expression with no prose words."""
-    s = text.strip().rstrip(".").strip()
+    s = text.strip().rstrip(".").strip().removeprefix("=").strip()  # "= 18": the stated result
     if not s or len(s) > MAX_WHOLE_CHARS or "\n" in s or not _WHOLE_MATH_RE.fullmatch(s):
+        return None
+    # Digits split by spaces are one number only in 3-digit thousands groups ("1 000", never "1 2").
+    if any(not _SPACED_THOUSANDS_RE.fullmatch(m.group()) for m in _SPACED_DIGITS_RE.finditer(s)):
         return None
     words = [w for w in _PROSE_WORD_RE.findall(s) if w.lower() not in _MATH_WORDS]
     # "ab+ac" is math; "3 or more" is prose. Two-letter runs count as prose only when spaced out as words.
@@ -226,18 +275,73 @@ def _whole_math(text: str) -> str | None:
     return s if any(ch.isdigit() or ch.isalpha() for ch in s) else None
 
 
+def _drop_emphasis(text: str) -> str:
+    """``**18**`` -> ``18``: Markdown bold / underline marks go, a power between operands (``2**3``) stays."""
+    if "**" not in text and "__" not in text:
+        return text
+
+    def keep(m: re.Match) -> str:
+        i, j = m.start(), m.end()
+        operands = i > 0 and j < len(text) and (text[i - 1].isalnum() or text[i - 1] in ")}")
+        return m.group() if operands and (text[j].isalnum() or text[j] in "({\\") else ""
+
+    return _EMPHASIS_RE.sub(keep, text)
+
+
+def _resolve_chains(text: str, cands: list[_Candidate], by_start: dict[int, _Candidate]) -> None:
+    """``12 + 30 = 41``: a candidate followed by ``=`` states the value after the chain's last ``=``
+    (the stated result is the answer, never the expression before it). Right to left: each link is
+    resolved before the candidate pointing at it."""
+    for c in reversed(cands):
+        m = _CHAIN_RE.match(text, c.end)
+        if m is None:
+            continue
+        nxt = by_start.get(m.end())
+        if nxt is not None and nxt is not c:
+            c.content, c.end, c.plain = nxt.content, nxt.end, nxt.plain
+
+
+def _plain_lists(text: str, cands: list[_Candidate]) -> list[_Candidate]:
+    """``1, 2`` / ``5 and 6``: plain numbers joined by ``,``/``and`` are one answer (a set). A list inside
+    prose ("in 2020, 15 people") counts only after an "answer" anchor; one ending the response counts anywhere."""
+    plain = [c for c in cands if c.plain]
+    lists = []
+    for i, head in enumerate(plain):
+        parts, end = [head.content], head.end
+        for nxt in plain[i + 1 : i + 1 + MAX_JOINED]:
+            gap = text[end : nxt.start]
+            if nxt.start < end or len(gap) > 12 or not _PLAIN_JOIN_RE.fullmatch(gap):
+                break
+            parts.append(nxt.content)
+            end = nxt.end
+        if len(parts) > 1:
+            joined = _Candidate(head.start, end, ", ".join(parts), plain=True)
+            joined.anchored_only = bool(text[end : end + 40].strip(" \t\n.!"))
+            lists.append(joined)
+    return lists
+
+
+_PLAIN_JOIN_RE = re.compile(r"\s*(?:,?\s*and|,)\s+")
+
+
 def freeform_answer(text: str) -> str | None:
     """The answer of a free-form response (see module docstring), or ``None``."""
     think = text.rfind("</think>")
     if think >= 0:
         text = text[think + len("</think>") :]
-    text = text[-MAX_TAIL_CHARS:]
+    text = _drop_emphasis(text[-MAX_TAIL_CHARS:])
     whole = _whole_math(text)
     spans = math_spans(text)
     joined = [_join_following(text, spans, i) for i in range(len(spans))]
     cands = [c for c in joined + _plain_candidates(text, spans) if _usable(c.content)]
     if not cands:
         return whole
+    cands.sort(key=lambda c: (c.start, -c.end))
+    by_start: dict[int, _Candidate] = {}
+    for c in cands:
+        by_start.setdefault(c.start, c)
+    _resolve_chains(text, cands, by_start)
+    cands.extend(_plain_lists(text, cands))
     cands.sort(key=lambda c: (c.start, -c.end))
     starts = [c.start for c in cands]
     by_start = {}
@@ -272,4 +376,4 @@ def freeform_answer(text: str) -> str | None:
             return max(level, key=lambda c: (c.end, -c.start)).content
     if whole is not None:
         return whole
-    return max(cands, key=lambda c: (c.end, -c.start)).content
+    return max((c for c in cands if not c.anchored_only), key=lambda c: (c.end, -c.start)).content

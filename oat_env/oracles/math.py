@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from oat_env.grading.extract import EXTRACTORS, extract_answer, parse_integer
+from oat_env.grading.extract import EXTRACTORS, after_think, extract_answer, parse_integer
 from oat_env.oracles.base import OracleResult, check_batch
 
 
@@ -107,7 +107,8 @@ class IntegerAnswerVerifier:
         golds = [self._gold(ref, i) for i, ref in enumerate(refs)]
         correct, formatted, extracted = [], [], []
         for response, gold in zip(responses, golds, strict=True):
-            answer = extract_answer(response, strict=self.strict, order=self.order)
+            # As the math grader: a reasoning model's scratch work before </think> is not its answer.
+            answer = extract_answer(after_think(response), strict=self.strict, order=self.order)
             value = parse_integer(answer)
             extracted.append(answer)
             formatted.append(answer is not None)
