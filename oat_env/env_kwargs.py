@@ -51,6 +51,12 @@ def _refuse_unknown(env_id: str, kwargs: Mapping[str, Any], accepted: Iterable[s
     unknown = sorted(set(kwargs) - set(accepted))
     if not unknown:
         return
+    if "group_size" in unknown:  # reaches only the ids that are not single-turn verifiable envs
+        raise TypeError(
+            f"{env_id} takes no group_size=: grouped prompt streams (each prompt served G times in a row) are for "
+            "the single-turn verifiable ids (oat/Arithmetic-v0, oat/GSM8K-v0, oat/MATH-v0, oat/Countdown-v0, "
+            "oat/ReasoningGym-v0), through gym.make_vec(id, num_envs=B*G, group_size=G); nothing was loaded"
+        )
     hints = []
     for name in unknown:
         guess = _KWARG_ALIASES.get(name)

@@ -128,6 +128,25 @@ def _arithmetic_oracle(kwargs: dict[str, Any]) -> ArithmeticUtilityOracle:
     return ArithmeticUtilityOracle(temperature=kwargs.pop("temperature", 0.1))
 
 
+def _groupable(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a single-turn vector factory the ``group_size`` keyword (:mod:`oat_env.envs.grouped`): checked
+    before anything is built, then every prompt is served ``group_size`` times in a row."""
+    import functools
+
+    @functools.wraps(factory)
+    def make(num_envs: int = 1, group_size: int = 1, **kwargs: Any) -> Any:
+        from oat_env.envs.grouped import group_prompts
+
+        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+            raise ValueError(f"group_size must be an int >= 1, got {group_size!r}")
+        if isinstance(num_envs, int) and num_envs % group_size:
+            raise ValueError(f"num_envs={num_envs} is not a multiple of group_size={group_size}: pass num_envs = "
+                             f"prompts per round × group_size")
+        return group_prompts(factory(num_envs=num_envs, **kwargs), group_size)
+
+    return make
+
+
 def make_arithmetic_env(**kwargs: Any) -> VerifiableEnv:
     """``oat/Arithmetic-v0``: :class:`ArithmeticConfig` fields, ``eval_fraction``, ``strict`` and
     :class:`~oat_env.envs.verifiable.VerifiableTask` options."""
@@ -136,6 +155,7 @@ def make_arithmetic_env(**kwargs: Any) -> VerifiableEnv:
     return VerifiableEnv(prompts, _arithmetic_verifier(kwargs), **kwargs)
 
 
+@_groupable
 def make_arithmetic_vector_env(num_envs: int = 1, **kwargs: Any) -> VerifiableVectorEnv:
     _refuse_unknown("oat/Arithmetic-v0", kwargs, _ARITHMETIC_OPTIONS | {"strict"} | _VERIFIABLE_OPTIONS)
     prompts = _arithmetic_prompts(kwargs)
@@ -253,6 +273,7 @@ def make_gsm8k_env(**kwargs: Any) -> VerifiableEnv:
     return _math_env(kwargs, GSM8K_DATASET, gsm8k_record_fn, "gsm8k")
 
 
+@_groupable
 def make_gsm8k_vector_env(num_envs: int = 1, **kwargs: Any) -> VerifiableVectorEnv:
     return _math_env(kwargs, GSM8K_DATASET, gsm8k_record_fn, "gsm8k", num_envs)
 
@@ -263,6 +284,7 @@ def make_math_env(**kwargs: Any) -> VerifiableEnv:
     return _math_env(kwargs, MATH_DATASET, math_record_fn, "math")
 
 
+@_groupable
 def make_math_vector_env(num_envs: int = 1, **kwargs: Any) -> VerifiableVectorEnv:
     return _math_env(kwargs, MATH_DATASET, math_record_fn, "math", num_envs)
 
@@ -283,6 +305,7 @@ def make_countdown_env(**kwargs: Any) -> VerifiableEnv:
     return VerifiableEnv(prompts, verifier, **kwargs)
 
 
+@_groupable
 def make_countdown_vector_env(num_envs: int = 1, **kwargs: Any) -> VerifiableVectorEnv:
     _refuse_unknown("oat/Countdown-v0", kwargs, _COUNTDOWN_OPTIONS)
     prompts, verifier = _countdown(kwargs)
@@ -502,6 +525,7 @@ def make_reasoning_gym_env(**kwargs: Any) -> Any:
     return make(**kwargs)
 
 
+@_groupable
 def make_reasoning_gym_vector_env(num_envs: int = 1, **kwargs: Any) -> Any:
     from oat_env.integrations.reasoning_gym import make_reasoning_gym_vector_env as make
 

@@ -20,10 +20,11 @@ from oat_agents.algorithms.pg import PGConfig
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
 from oat_agents.learners.critic import Critic, CriticConfig, CriticTrainer
 from oat_agents.loops.bookkeeping import LoopConfig
-from oat_agents.loops.group_rl import GroupedTask, make_grouped_vec, run_online_rl
+from oat_agents.loops.group_rl import make_grouped_vec, run_online_rl
 from oat_agents.loops.multiturn import evaluate_multiturn, find_multiturn_task, run_multiturn_rl
 from oat_agents.policies.hf import HFPolicy
 from oat_agents.tiny import CharTokenizer, build_tiny_llama
+from oat_env.envs.grouped import GroupedTask
 from oat_env.envs.tools import PythonToolWrapper
 
 ENV_KWARGS = {"min_digits": 1, "max_digits": 1, "operators": "+", "template": "bare", "eval_fraction": 0.4}
@@ -103,8 +104,13 @@ def test_grouped_env_serves_groups_and_grades_all_members_in_one_step():
     assert all(len(set(next_obs[i * 4 : (i + 1) * 4])) == 1 for i in range(3))
     with pytest.raises(ValueError, match="groups of 4"):
         GroupedTask(env.unwrapped.task.inner, 4).next_prompts(6, np.random.default_rng(0))
-    with pytest.raises(TypeError, match="not a single-turn env"):
+    with pytest.raises(TypeError, match="takes no group_size=.*single-turn verifiable ids"):
         make_grouped_vec("oat/MathMultiTurn-v0", 2, 2, **MT_KWARGS)
+    # The same env straight from Gymnasium: the grouping is the env's own.
+    direct = gym.make_vec("oat/Arithmetic-v0", num_envs=12, group_size=4, **ENV_KWARGS)
+    assert direct.reset(seed=0)[0] == obs
+    with pytest.raises(ValueError, match="num_envs=10 is not a multiple of group_size=4"):
+        gym.make_vec("oat/Arithmetic-v0", num_envs=10, group_size=4, **ENV_KWARGS)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from oat_agents.loops.bookkeeping import (
     evaluate_learner,
 )
 from oat_agents.loops.duel import run_online
-from oat_agents.loops.group_rl import GroupedTask, make_grouped_vec, run_online_rl
+from oat_agents.loops.group_rl import make_grouped_vec, run_online_rl
 from oat_agents.loops.multiturn import (
     count_queries,
     evaluate_multiturn,
@@ -27,7 +27,6 @@ from oat_agents.loops.multiturn import (
 )
 
 __all__ = [
-    "GroupedTask",
     "LoopConfig",
     "LoopResult",
     "MetricLogger",
