@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
+from oat_agents.cli.train import summary_table, train
 from oat_agents.recipes import compare_with_measured, demo_config
-from oat_agents.train import summary_table, train
 
 __all__ = ["demo_config"]  # examples/sea_arithmetic.py builds on the demo's settings
 

@@ -15,7 +15,7 @@ returns (γ = 0.9) minus the batch mean. Reported: the training episodes' succes
 ``max_turns`` and greedy held-out success.
 
 Curves are saved as PNG (``<log-dir>/single_turn.png``, ``<log-dir>/multi_turn.png``) with
-``oat_agents.plotting``; metrics go to TensorBoard and ``metrics.jsonl`` under ``--log-dir``.
+``oat_agents.cli.plotting``; metrics go to TensorBoard and ``metrics.jsonl`` under ``--log-dir``.
 The recipes live in ``oat_agents.recipes`` (``dr_grpo`` and ``multiturn``): the slow tests
 (``tests/test_learning.py``) and ``oat-bench seeds`` run exactly these.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from oat_agents.plotting import plot_learning_curves
+from oat_agents.cli.plotting import plot_learning_curves
 from oat_agents.recipes import run_multi_turn, run_single_turn, training_curve
 
 

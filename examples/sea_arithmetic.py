@@ -25,8 +25,8 @@ import time
 
 from arithmetic_online_dpo import demo_config  # the demo's settings (this script's folder is on sys.path)
 
+from oat_agents.cli.train import TrainConfig, summary_table, train
 from oat_agents.exploration.explorer import ExplorerConfig
-from oat_agents.train import TrainConfig, summary_table, train
 
 
 def sea_config(base: TrainConfig, rollout_fraction: float) -> TrainConfig:

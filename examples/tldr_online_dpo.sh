@@ -35,7 +35,7 @@
 # --algo sea run and the regret benchmark), and the wall-clock/memory numbers of this configuration.
 #
 # Multi-GPU (DESIGN.md section 6: one process per GPU, data-parallel learners):
-#     torchrun --nproc_per_node 8 -m oat_agents.train <the same options>
+#     torchrun --nproc_per_node 8 -m oat_agents.cli.train <the same options>
 # runs 8 ranks, each with its own env, actor and oracle, dueling --num-envs prompts per round from its
 # own prompt stream; the budget and regret count all ranks and rank 0 logs. Tested with 2 CPU ranks
 # (tests/test_loop_dist.py), NOT on GPUs. Note the oracle (reward model) is loaded once per rank; serve it

@@ -59,11 +59,10 @@ _LOCATIONS: dict[str, str] = {
     "run_online_rl": "oat_agents.loops",
     "run_multiturn_rl": "oat_agents.loops",
     "make_grouped_vec": "oat_agents.loops",
-    # oat-train and the CPU recipes
-    # (``train`` itself is not here: the name is the submodule ``oat_agents.train``, which the import system
-    # binds on the package whenever it is imported, so ``from oat_agents import train`` could not mean the function.)
-    "TrainConfig": "oat_agents.train",
-    "TrainSummary": "oat_agents.train",
+    # oat-train (its module lives under cli/, so the name ``train`` here is the function) and the CPU recipes
+    "train": "oat_agents.cli.train",
+    "TrainConfig": "oat_agents.cli.train",
+    "TrainSummary": "oat_agents.cli.train",
     "run_recipe": "oat_agents.recipes",
     "RecipeResult": "oat_agents.recipes",
     # the tiny CPU model

@@ -125,14 +125,14 @@ class RecipeResult:
 
 def demo_config(queries: int = 32768, seed: int = 0, log_dir: str = "runs/demo", warmup_steps: int = 100,
                 progress: bool = True) -> Any:
-    """``make demo``'s :class:`~oat_agents.train.TrainConfig`: online DPO of a width-64, 2-layer tiny Llama,
+    """``make demo``'s :class:`~oat_agents.cli.train.TrainConfig`: online DPO of a width-64, 2-layer tiny Llama,
     32 duels per round, 2 passes over each round's pairs at lr 1e-4, evaluation every 1/8 of the budget."""
     from oat_agents.agents.dap import DAPAgentConfig
     from oat_agents.algorithms.dap import DAPConfig
+    from oat_agents.cli.train import TrainConfig
     from oat_agents.learners.engine import LearnerConfig
     from oat_agents.loops.bookkeeping import LoopConfig
     from oat_agents.tiny import WarmupConfig
-    from oat_agents.train import TrainConfig
 
     return TrainConfig(
         env_id="oat/Arithmetic-Duel-v0", env_kwargs=json.dumps(ARITHMETIC), num_envs=32, model="tiny-char-llama",
@@ -326,7 +326,7 @@ def run_recipe(recipe: str, seed: int, log_dir: str, progress: bool = False) -> 
     start = time.perf_counter()
     extra: dict[str, float] = {}
     if recipe == "demo":
-        from oat_agents.train import train
+        from oat_agents.cli.train import train
 
         summary = train(demo_config(seed=seed, log_dir=log_dir, progress=progress))
         evals = summary.result.evals

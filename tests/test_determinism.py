@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from oat_agents.cli.train import train
 from oat_agents.recipes import demo_config, run_single_turn
-from oat_agents.train import train
 
 
 def metrics_without_timings(log_dir: Path) -> list[dict[str, float]]:

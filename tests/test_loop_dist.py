@@ -27,7 +27,7 @@ def _torchrun(log_dir: Path, *extra: str, nproc: int = 2) -> subprocess.Complete
     from oat_agents.learners.dist import free_port
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
-           "127.0.0.1", "--master_port", str(free_port()), "-m", "oat_agents.train", *ARGS,
+           "127.0.0.1", "--master_port", str(free_port()), "-m", "oat_agents.cli.train", *ARGS,
            "--loop.log-dir", str(log_dir), *extra]  # fmt: skip
     env = subprocess_env(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=480, env=env)
@@ -67,7 +67,7 @@ def test_two_ranks_share_the_budget_and_resume(tmp_path: Path) -> None:
     assert [r["misc/queries"] for r in rows if "train/loss" in r] == [8, 16, 24, 32, 40, 48]
 
     single = subprocess.run(
-        [sys.executable, "-m", "oat_agents.train", *ARGS, "--loop.log-dir", str(log_dir), "--loop.total-queries", "64",
+        [sys.executable, "-m", "oat_agents.cli.train", *ARGS, "--loop.log-dir", str(log_dir), "--loop.total-queries", "64",
          "--loop.resume"],
         capture_output=True, text=True, timeout=240, env=subprocess_env(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"),
     )

@@ -6,10 +6,10 @@ import io
 
 import pytest
 
+from oat_agents.cli.train import train
 from oat_agents.loops.bookkeeping import LoopConfig
 from oat_agents.progress import Progress, open_progress, update_progress
 from oat_agents.recipes import demo_config
-from oat_agents.train import train
 
 
 def test_line_mode_prints_on_evaluations_and_intervals_only():

@@ -60,8 +60,8 @@ ARGS = [
 
 
 def _command(log_dir: Path, *extra: str) -> list[str]:
-    # ``python -m oat_agents.train`` is the ``oat-train`` entry point (``oat_agents.train:main``).
-    return [sys.executable, "-m", "oat_agents.train", *ARGS, "--loop.log-dir", str(log_dir), *extra]
+    # ``python -m oat_agents.cli.train`` is the ``oat-train`` entry point (``oat_agents.cli.train:main``).
+    return [sys.executable, "-m", "oat_agents.cli.train", *ARGS, "--loop.log-dir", str(log_dir), *extra]
 
 
 def _env() -> dict[str, str]:

@@ -12,7 +12,7 @@ import pytest
 
 import oat_env  # noqa: F401  (registers the env ids)
 from oat_agents.cli import algos
-from oat_agents.train import TrainConfig, main, parse_args, train
+from oat_agents.cli.train import TrainConfig, main, parse_args, train
 
 # A tiny model, 5 warm-up steps, 4 prompts per round, 16 queries, two evaluations on 4 held-out prompts.
 COMMON = [

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import subprocess_env
 
-from oat_agents.train import TrainConfig, main, plain_doc
+from oat_agents.cli.train import TrainConfig, main, plain_doc
 
 _BOX = re.compile(r"[│╭╮╰╯─┃━┏┓┗┛]")
 
@@ -81,7 +81,7 @@ def _options(cls: type, prefix: str = "") -> list[tuple[str, str, bool]]:
 @pytest.fixture(scope="module")
 def help_text() -> str:
     script = Path(sys.executable).parent / "oat-train"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "oat_agents.train"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "oat_agents.cli.train"]
     # One column: wider terminals make tyro lay groups out side by side, interleaving their lines.
     env = subprocess_env(COLUMNS="80", OMP_NUM_THREADS="1")
     out = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=120, env=env)
@@ -268,7 +268,7 @@ def test_options_of_another_algo_are_refused(args: list[str], flag: str, tmp_pat
 
 def test_too_many_eval_prompts_are_refused_before_any_model_is_built(monkeypatch):
     import oat_agents.cli.build as build_module
-    import oat_agents.train as train_module
+    import oat_agents.cli.train as train_module
 
     def no_models(*args, **kwargs):
         raise AssertionError("a model was built before the evaluation size was checked")

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from oat_agents.train import main
+from oat_agents.cli.train import main
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Console scripts: ``oat-train``, ``oat-serve-oracle`` and ``oat-bench``.
 
-* ``oat-train`` — online alignment from a :class:`~oat_agents.train.TrainConfig` (``oat-train --help``).
+* ``oat-train`` — online alignment from a :class:`~oat_agents.cli.train.TrainConfig` (``oat-train --help``).
 * ``oat-serve-oracle`` — serve an oracle over HTTP with Mosec (implemented in :mod:`oat_env.cli_serve`,
   so research code that uses ``oat_env`` alone has it too).
 * ``oat-bench <name> [options]`` — the benchmarks of :mod:`oat_agents.bench`.
@@ -58,7 +58,7 @@ def bench_cli() -> None:
 
 def train_cli() -> None:
     """Console-script entry of ``oat-train``."""
-    from oat_agents.train import main
+    from oat_agents.cli.train import main
 
     main()
 

@@ -19,7 +19,7 @@ import copy
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from oat_agents.train import TrainConfig
+    from oat_agents.cli.train import TrainConfig
 
 Family = Literal["dap", "explore", "group", "turn"]
 EnvKind = Literal["duel", "verifiable", "multiturn"]
@@ -172,7 +172,7 @@ def check_built_env(algo: str, env_id: str, env: Any) -> EnvKind:
 
 
 def resolved_preset(preset: str, model: str) -> str:
-    from oat_agents.train import TINY_MODEL
+    from oat_agents.cli.train import TINY_MODEL
 
     if preset == "auto":
         return "tiny" if model == TINY_MODEL else "hub"
@@ -204,7 +204,7 @@ def pg_options(config: TrainConfig, kind: str | None = None) -> Any:
 def default_config(
     algo: str = "dpo", preset: str = "auto", model: str | None = None, env_id: str | None = None
 ) -> TrainConfig:
-    """The :class:`~oat_agents.train.TrainConfig` defaults of ``--algo ALGO --preset PRESET`` (what
+    """The :class:`~oat_agents.cli.train.TrainConfig` defaults of ``--algo ALGO --preset PRESET`` (what
     ``oat-train`` parses its flags over; ``oat-train --algo ALGO --help`` shows them).
 
     ``tiny`` (the default for ``tiny-char-llama``): the settings of the CPU recipes in :mod:`oat_agents.recipes`
@@ -223,12 +223,12 @@ def default_config(
     from oat_agents.agents.multiturn import MultiTurnAgentConfig
     from oat_agents.algorithms.dap import DAPConfig
     from oat_agents.algorithms.pg import PGConfig
+    from oat_agents.cli.train import TINY_MODEL, TrainConfig
     from oat_agents.exploration.explorer import ExplorerConfig
     from oat_agents.learners.engine import LearnerConfig
     from oat_agents.loops.bookkeeping import LoopConfig
     from oat_agents.recipes import NUM_EVAL_PROMPTS
     from oat_agents.tiny import WarmupConfig
-    from oat_agents.train import TINY_MODEL, TrainConfig
 
     model = model or TINY_MODEL
     family = ALGOS.get(algo, "dap")
@@ -421,7 +421,7 @@ def resolve_seeds(config: TrainConfig, rank: int = 0) -> dict[str, int]:
     env's prompt stream (``loop``; the loop adds the rank itself) use ``seed``; the agent's sampling
     (``agent``/``rl``) and SEA's explorer use ``seed + rank``. ``loop.eval_seed`` (which held-out prompts) is not derived: every seed evaluates the same
     prompts. A component seed set away from its default to another value than ``seed`` is refused."""
-    from oat_agents.train import TrainConfig
+    from oat_agents.cli.train import TrainConfig
 
     blank = TrainConfig()
     for part, name in SEED_FIELDS:

@@ -1,5 +1,5 @@
 """``oat-train``'s builders: the env, the models (and the tiny model's warm-up), the policy and the agent of a
-resolved :class:`~oat_agents.train.TrainConfig` (its component seeds already derived, see
+resolved :class:`~oat_agents.cli.train.TrainConfig` (its component seeds already derived, see
 :func:`oat_agents.cli.algos.resolve_seeds`)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from oat_agents.cli.algos import ALGOS, pg_options
 from oat_agents.learners import dist
 
 if TYPE_CHECKING:
-    from oat_agents.train import TrainConfig
+    from oat_agents.cli.train import TrainConfig
 
 
 def build_env(config: TrainConfig, env_id: str, env_kwargs: dict[str, Any], kind: str) -> Any:
@@ -32,7 +32,7 @@ def build_models(config: TrainConfig, env: Any) -> tuple[Any, Any, Any, dict[str
     """``(policy_model_or_path, trainable_model, tokenizer, warmup_metrics)`` for ``config.model``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from oat_agents.train import TINY_MODEL
+    from oat_agents.cli.train import TINY_MODEL
 
     if config.model == TINY_MODEL:
         from oat_agents.tiny import CharTokenizer, build_tiny_llama, sft_warmup

@@ -276,7 +276,7 @@ def train(config: TrainConfig) -> TrainSummary:
     result = run_loop(kind, env, agent, config.loop, run_config)
     plot_path = None
     if config.plot and result.evals and is_main:
-        from oat_agents.plotting import plot_learning_curves
+        from oat_agents.cli.plotting import plot_learning_curves
 
         plot_path = plot_learning_curves(
             result.evals,
@@ -427,8 +427,8 @@ def main(argv: list[str] | None = None) -> TrainSummary:
 
 
 if __name__ == "__main__":
-    # `python -m oat_agents.train` (torchrun launches this way): run the importable module, not this __main__
+    # `python -m oat_agents.cli.train` (torchrun launches this way): run the importable module, not this __main__
     # copy, so that the config classes tyro sees are the ones the defaults are built from.
-    from oat_agents.train import main as _main
+    from oat_agents.cli.train import main as _main
 
     _main()
