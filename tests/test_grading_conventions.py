@@ -387,3 +387,19 @@ def test_free_form_extraction_is_bounded(text):
     if answer is not None:
         rewrite_answer(answer)
     assert time.perf_counter() - start < 2.0
+
+
+def test_free_form_styles_grade_as_the_boxed_answer(pool):
+    """The benchmark's MATH set (152 pairs: integers, fractions, roots, pi, intervals, tuples, sets, matrices,
+    polynomials, equations, text) written in the field's free-form styles (Minerva's "The final answer is $x$. I hope
+    it is correct.", "the answer is $x$", \\[x\\], $$x$$) gets exactly the verdicts of its \\boxed{} form."""
+    import numpy as np
+
+    from oat_agents.bench.grader import freeform_pairs, math_pairs
+
+    free, boxed = freeform_pairs(), math_pairs(1, np.random.default_rng(0))
+    assert [g for _, g in free] == [g for _, g in boxed]
+    free_verdicts = grade_batch([p for p, _ in free], [g for _, g in free], pool=pool, timeout_s=10)
+    boxed_verdicts = grade_batch([p for p, _ in boxed], [g for _, g in boxed], pool=pool, timeout_s=10)
+    differ = [(free[i][0], free[i][1]) for i in range(len(free)) if free_verdicts[i].correct != boxed_verdicts[i].correct]
+    assert not differ, differ

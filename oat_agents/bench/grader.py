@@ -11,6 +11,9 @@ Rows:
 
 * ``gsm8k``: one pair per GSM8K test question;
 * ``math-unique``: each MATH pair once -- the number the 2x target is about;
+* ``math-freeform``: each MATH pair once, the answer written without ``\\boxed{}`` in the free-form styles
+  of the field (Minerva's "Final Answer: The final answer is $x$. I hope it is correct.", "the answer is
+  $x$", display math ``\\[x\\]``, ``$$x$$``): the extraction stage's throughput and agreement;
 * ``math-grpo``: each MATH pair G=4 times, shuffled (as a GRPO group samples repeated answers). Our
   grader de-duplicates pairs within a batch and caches verdicts, math-verify's loop re-parses, so
   this ratio depends on the repetition factor G; it is reported separately so nobody is misled.
@@ -113,6 +116,16 @@ def math_pairs(repeat: int, rng: np.random.Generator) -> list[tuple[str, str]]:
     return pairs
 
 
+FREEFORM_STYLES = ["Final Answer: The final answer is ${}$. I hope it is correct.", "Therefore, the answer is ${}$.",
+                   "Putting it together we get\n\\[ {} \\]", "So the result is $${}$$"]
+
+
+def freeform_pairs() -> list[tuple[str, str]]:
+    """Every MATH pair once, the answer in one of :data:`FREEFORM_STYLES` (cycled), no box."""
+    answers = [(ans, gold) for gold, good, bad in MATH_ANSWERS for ans in good + bad]
+    return [(FREEFORM_STYLES[i % len(FREEFORM_STYLES)].format(ans), gold) for i, (ans, gold) in enumerate(answers)]
+
+
 def gsm8k_pairs(n: int, rng: np.random.Generator) -> list[tuple[str, str]]:
     if not DATA.exists():
         sys.exit(f"GSM8K data not found at {DATA}")
@@ -191,6 +204,7 @@ def main() -> None:
     sets = {
         "gsm8k": gsm8k_pairs(200 if args.quick else 1319, rng),
         "math-unique": math_pairs(1, rng),
+        "math-freeform": freeform_pairs(),
         f"math-grpo(G={args.group})": math_pairs(args.group, rng),
     }
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores; "
