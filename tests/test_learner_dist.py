@@ -174,7 +174,12 @@ def _worker(out_path: str) -> None:
     if rank == 0:
         Path(out_path).write_text(json.dumps(result))
     td.barrier()
-    td.destroy_process_group()
+    # Leave without running C++ destructors: once in a clean-clone CI run, rank 0 aborted at teardown ("terminate
+    # called without an active exception", SIGABRT) after every check had passed, with the six process groups the
+    # three stages' engines created still alive. The results are written and both ranks are past the barrier.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
