@@ -124,9 +124,10 @@ class RecipeResult:
 
 
 def demo_config(queries: int = 32768, seed: int = 0, log_dir: str = "runs/demo", warmup_steps: int = 100,
-                progress: bool = True) -> Any:
+                progress: bool = True, asynchronous: bool = False) -> Any:
     """``make demo``'s :class:`~oat_agents.cli.train.TrainConfig`: online DPO of a width-64, 2-layer tiny Llama,
-    32 duels per round, 2 passes over each round's pairs at lr 1e-4, evaluation every 1/8 of the budget."""
+    32 duels per round, 2 passes over each round's pairs at lr 1e-4, evaluation every 1/8 of the budget
+    (``asynchronous``: ``--loop.asynchronous``, the actor one round ahead of the learner)."""
     from oat_agents.agents.dap import DAPAgentConfig
     from oat_agents.algorithms.dap import DAPConfig
     from oat_agents.cli.train import TrainConfig
@@ -142,7 +143,8 @@ def demo_config(queries: int = 32768, seed: int = 0, log_dir: str = "runs/demo",
                              dap=DAPConfig(loss_type="dpo", beta=0.1)),
         learner=LearnerConfig(zero_stage=0, learning_rate=1e-4, micro_batch_size=32, max_grad_norm=1.0),
         loop=LoopConfig(total_queries=queries, sync_params_every=1, eval_query_interval=max(queries // 8, 32),
-                        num_eval_prompts=NUM_EVAL_PROMPTS, log_dir=log_dir, progress=progress),
+                        num_eval_prompts=NUM_EVAL_PROMPTS, log_dir=log_dir, progress=progress,
+                        asynchronous=asynchronous),
     )
 
 
@@ -163,8 +165,9 @@ def tiny_policy_and_learner(source: Any, seed: int, warmup_steps: int, lr: float
 
 
 def run_single_turn(seed: int, log_dir: str, queries: int = 16384, warmup_steps: int = 100,
-                    progress: bool = False) -> Any:
-    """Dr.GRPO on oat/Arithmetic-v0: 16 prompts × group of 8 per round, 2 epochs × 2 mini-batches, lr 3e-4."""
+                    progress: bool = False, asynchronous: bool = False) -> Any:
+    """Dr.GRPO on oat/Arithmetic-v0: 16 prompts × group of 8 per round, 2 epochs × 2 mini-batches, lr 3e-4
+    (``asynchronous``: the actor one round ahead, with the TIS correction ``tis_cap = 2``)."""
     from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
     from oat_agents.algorithms.pg import PGConfig
     from oat_agents.learners import init_distributed
@@ -178,10 +181,12 @@ def run_single_turn(seed: int, log_dir: str, queries: int = 16384, warmup_steps:
                                                  num_prompts * group, progress)
     agent = GroupRLAgent(policy, learner, GroupRLAgentConfig(
         num_samples=group, temperature=1.0, max_new_tokens=3, max_seq_length=16, learn_epochs=2,
-        num_mini_batches=2, seed=seed, pg=PGConfig(advantage_estimator="dr_grpo", loss_agg="constant"),
+        num_mini_batches=2, seed=seed, pg=PGConfig(advantage_estimator="dr_grpo", loss_agg="constant",
+                                                   tis_cap=2.0 if asynchronous else None),
     ))
     config = LoopConfig(total_queries=queries, eval_query_interval=max(queries // 8, 1),
-                        num_eval_prompts=NUM_EVAL_PROMPTS, log_dir=log_dir, seed=seed, progress=progress)
+                        num_eval_prompts=NUM_EVAL_PROMPTS, log_dir=log_dir, seed=seed, progress=progress,
+                        asynchronous=asynchronous)
     return run_online_rl(env, agent, config)
 
 
@@ -319,22 +324,30 @@ def first_last(values: list[float], k: int) -> tuple[float, float]:
     return float(np.mean(values[:k])), float(np.mean(values[-k:]))
 
 
-def run_recipe(recipe: str, seed: int, log_dir: str, progress: bool = False) -> RecipeResult:
-    """Run one seed of ``recipe`` (logs under ``log_dir``) in this process."""
+ASYNC_RECIPES = ("demo", "dr_grpo")
+"""The recipes that run with ``asynchronous=True`` (``oat-bench seeds --asynchronous``)."""
+
+
+def run_recipe(recipe: str, seed: int, log_dir: str, progress: bool = False, asynchronous: bool = False
+               ) -> RecipeResult:
+    """Run one seed of ``recipe`` (logs under ``log_dir``) in this process; ``asynchronous``: with
+    ``LoopConfig.asynchronous`` (:data:`ASYNC_RECIPES` only)."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose from {RECIPES}")
+    if asynchronous and recipe not in ASYNC_RECIPES:
+        raise ValueError(f"recipe {recipe!r} has no asynchronous variant; choose from {ASYNC_RECIPES}")
     start = time.perf_counter()
     extra: dict[str, float] = {}
     if recipe == "demo":
         from oat_agents.cli.train import train
 
-        summary = train(demo_config(seed=seed, log_dir=log_dir, progress=progress))
+        summary = train(demo_config(seed=seed, log_dir=log_dir, progress=progress, asynchronous=asynchronous))
         evals = summary.result.evals
         extra = {"cumulative_regret": float(summary.result.cumulative_regret),
                  "anytime_regret_start": evals[0]["eval/anytime_regret"],
                  "anytime_regret_final": float(np.mean([e["eval/anytime_regret"] for e in evals[-2:]]))}
     elif recipe == "dr_grpo":
-        evals = run_single_turn(seed, log_dir, progress=progress).evals
+        evals = run_single_turn(seed, log_dir, progress=progress, asynchronous=asynchronous).evals
         _, train_accuracy = training_curve(log_dir, "actor/accuracy")
         extra["train_first"], extra["train_last"] = first_last(train_accuracy, 8)
     elif recipe == "multiturn":
@@ -365,24 +378,24 @@ def run_recipe(recipe: str, seed: int, log_dir: str, progress: bool = False) -> 
                         [float(e[metric]) for e in evals], time.perf_counter() - start, extra)
 
 
-def run_recipe_job(recipe: str, seed: int, log_root: str) -> dict[str, Any]:
+def run_recipe_job(recipe: str, seed: int, log_root: str, asynchronous: bool = False) -> dict[str, Any]:
     """:func:`run_recipe` for a worker process: logs in ``<log_root>/<recipe>_seed<k>``, a picklable dict back.
 
     A rerun into the same ``log_root`` starts that run's logs afresh: the logger appends to ``metrics.jsonl``,
     and the training curves read from it must be this run's alone."""
-    run_dir = Path(log_root) / f"{recipe}_seed{seed}"
+    run_dir = Path(log_root) / f"{recipe}{'_async' if asynchronous else ''}_seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    return run_recipe(recipe, seed, str(run_dir)).to_dict()
+    return run_recipe(recipe, seed, str(run_dir), asynchronous=asynchronous).to_dict()
 
 
 def run_seeds(recipe: str, seeds: list[int], log_root: str, workers: int = 2, threads: int = 1,
-              on_result: Any = None) -> list[dict[str, Any]]:
+              on_result: Any = None, asynchronous: bool = False) -> list[dict[str, Any]]:
     """Every seed of ``recipe`` on ``workers`` processes; results in the order of ``seeds``."""
     from oat_agents.parallel import run_in_processes
 
     done: dict[int, dict[str, Any]] = {}
-    for (_, seed, _), result in run_in_processes(run_recipe_job, [(recipe, s, log_root) for s in seeds], workers,
-                                                 threads):
+    jobs = [(recipe, s, log_root, asynchronous) for s in seeds]
+    for (_, seed, _, _), result in run_in_processes(run_recipe_job, jobs, workers, threads):
         done[seed] = result
         if on_result is not None:
             on_result(result)

@@ -66,7 +66,7 @@ def test_a_rerun_into_the_same_folder_starts_the_runs_logs_afresh(tmp_path, monk
 
     seen = []
 
-    def fake_run(recipe, seed, log_dir, progress=False):
+    def fake_run(recipe, seed, log_dir, progress=False, asynchronous=False):
         path = tmp_path / "logs" / f"{recipe}_seed{seed}" / "metrics.jsonl"
         seen.append(path.exists())  # a leftover from the previous run would be appended to
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,3 +77,13 @@ def test_a_rerun_into_the_same_folder_starts_the_runs_logs_afresh(tmp_path, monk
     for _ in range(2):
         recipes.run_recipe_job("dr_grpo", 3, str(tmp_path / "logs"))
     assert seen == [False, False]
+
+
+def test_only_the_asynchronous_recipes_run_asynchronously(tmp_path):
+    from oat_agents.bench.seeds import main
+    from oat_agents.recipes import run_recipe
+
+    with pytest.raises(ValueError, match="no asynchronous variant"):
+        run_recipe("multiturn", 0, str(tmp_path), asynchronous=True)
+    with pytest.raises(SystemExit):
+        main(["--recipe", "sea", "--asynchronous", "--out", str(tmp_path)])

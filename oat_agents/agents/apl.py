@@ -76,6 +76,8 @@ class APLAgent(DAPAgent):
     """:class:`DAPAgent` that queries the highest-entropy prompts of a pool (when ``prompt_pool_size > 0``)
     and duels the pair with the largest implicit-reward margin (module docstring)."""
 
+    overlaps_act_and_learn = False  # act() scores candidates with the learner (implicit reward margins)
+
     def __init__(self, policy: Any, learner: Any, config: APLAgentConfig | DAPAgentConfig | None = None):
         config = config or APLAgentConfig()
         if not isinstance(config, APLAgentConfig):  # a plain DAP config: pair choice only

@@ -67,6 +67,11 @@ class Agent:
             it is woken for every generation and weight load.
     """
 
+    overlaps_act_and_learn: bool = True
+    """Whether :meth:`act` may run in an actor thread while :meth:`learn` runs (``LoopConfig.asynchronous``):
+    ``act`` touches only the policy and its own pending round, never the learner, the buffer or the metrics
+    ``learn`` returns. An agent that breaks this sets it False and asynchronous loops refuse it."""
+
     def __init__(self, policy: Any, learner: Any, config: AgentConfig, collocate: bool = False):
         if collocate and not (callable(getattr(policy, "sleep", None)) and callable(getattr(policy, "wake_up", None))):
             raise TypeError(f"collocate=True needs a policy with sleep()/wake_up(), got {type(policy).__name__}")

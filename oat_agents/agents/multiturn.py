@@ -75,6 +75,8 @@ class MultiTurnAgent(PGAgent):
         critic: a :class:`~oat_agents.learners.critic.CriticTrainer`; required by ``advantage_estimator="ppo"``.
     """
 
+    overlaps_act_and_learn = False  # its loop steps the env per turn and learns when episodes end: nothing to overlap
+
     config: MultiTurnAgentConfig
 
     def __init__(self, policy: Any, learner: Any, config: MultiTurnAgentConfig | None = None, critic: Any = None):

@@ -136,7 +136,8 @@ class SEAAgent(DAPAgent):
         self.rollout_prompts = rollout_prompts
         self._rollout_rng = np.random.default_rng([config.seed, 0x5EA])
         self.model_pairs_total = 0
-        self._round_metrics: dict[str, float] = {}
+        self._round_metrics: dict[str, float] = {}  # this act()'s explorer/* numbers
+        self._learn_metrics: dict[str, float] = {}  # observed rounds' numbers, reported by the next learn()
 
     def num_rollout_prompts(self, batch: int) -> int:
         """``M = round(B·f / (1 − f))`` once the ERM has seen ``rollout_min_queries`` labels, else 0."""
@@ -191,14 +192,19 @@ class SEAAgent(DAPAgent):
         model_labels = self._pending["model_labels"]
         self.model_pairs_total += len(model_labels)
         self._round_metrics["explorer/model_pairs_total"] = float(self.model_pairs_total)
-        return super().observe(np.concatenate([labels, model_labels]))
+        added = super().observe(np.concatenate([labels, model_labels]))
+        # The round's act- and observe-time metrics are set aside here, so that the next act() (which, in
+        # asynchronous mode, runs while learn() reports this round) starts afresh.
+        self._learn_metrics.update(self.explorer.pop_metrics())
+        self._learn_metrics.update(self._round_metrics)
+        self._round_metrics = {}
+        return added
 
     def learn(self) -> dict[str, float]:
         """DPO on the buffer; the round's ``explorer/*`` and ERM metrics are merged into the result."""
         metrics = super().learn()
-        metrics.update(self.explorer.pop_metrics())
-        metrics.update(self._round_metrics)
-        self._round_metrics = {}
+        metrics.update(self._learn_metrics)
+        self._learn_metrics = {}
         return metrics
 
     def generate_greedy(self, prompts: Sequence[str]) -> list[str]:

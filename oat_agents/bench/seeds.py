@@ -10,6 +10,11 @@ A seed takes about 1-1.5 minutes of one core (``demo`` ~80 s, ``sea`` ~120 s); 1
 6-10 minutes.
 
     oat-bench seeds --recipe demo [--seeds 0 1 2 3 4 5 6 7 8 9] [--workers 2] [--threads 1] [--out DIR]
+                    [--asynchronous]
+
+``--asynchronous`` runs the recipe with ``LoopConfig.asynchronous`` (``demo`` and ``dr_grpo``; the actor one round
+ahead of the learner) and writes ``seeds_<recipe>_async.json``: the learning effect of asynchronous mode beside
+the synchronous numbers of :data:`~oat_agents.recipes.MEASURED`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from oat_agents.recipes import RECIPES, run_seeds
+from oat_agents.recipes import ASYNC_RECIPES, RECIPES, run_seeds
 
 
 def describe(values: list[float]) -> dict[str, float]:
@@ -67,22 +72,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=2, help="parallel runs (default 2, the CI machine's cores)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--out", default="runs/seeds")
+    parser.add_argument("--asynchronous", action="store_true",
+                        help=f"run with --loop.asynchronous (recipes {', '.join(ASYNC_RECIPES)})")
     args = parser.parse_args(argv)
+    if args.asynchronous and args.recipe not in ASYNC_RECIPES:
+        parser.error(f"--asynchronous: recipe {args.recipe} has no asynchronous variant; choose from {ASYNC_RECIPES}")
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds must be distinct, got {args.seeds}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    print(f"{args.recipe}: {len(args.seeds)} seeds on {min(args.workers, len(args.seeds))} worker(s), "
+    name = args.recipe + ("_async" if args.asynchronous else "")
+    print(f"{name}: {len(args.seeds)} seeds on {min(args.workers, len(args.seeds))} worker(s), "
           f"{args.threads} thread(s) each", flush=True)
     results = run_seeds(args.recipe, args.seeds, str(out / "logs"), args.workers, args.threads,
-                        on_result=lambda r: print(format_line(r), flush=True))
+                        on_result=lambda r: print(format_line(r), flush=True), asynchronous=args.asynchronous)
     summary = summarize(results)
     seconds = time.perf_counter() - start
-    print(format_summary(args.recipe, summary))
+    print(format_summary(name, summary))
     print(f"total {seconds:.0f}s")
-    path = out / f"seeds_{args.recipe}.json"
-    path.write_text(json.dumps({"recipe": args.recipe, "threads": args.threads, "summary": summary,
+    path = out / f"seeds_{name}.json"
+    path.write_text(json.dumps({"recipe": args.recipe, "asynchronous": args.asynchronous, "threads": args.threads,
+                                "summary": summary,
                                 "runs": results, "seconds": seconds}, indent=1), encoding="utf-8")
     print(f"wrote {path}")
     return {"summary": summary, "runs": results, "seconds": seconds}

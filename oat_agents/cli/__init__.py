@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "learner": ("oat_agents.bench.learner", "DeepSpeed learner step vs bare PyTorch"),
     "dap-vs-trl": ("oat_agents.bench.dap_vs_trl", "online DPO vs TRL's OnlineDPOTrainer"),
     "grpo-vs-trl": ("oat_agents.bench.grpo_vs_trl", "Dr.GRPO vs TRL's GRPOTrainer"),
+    "async": ("oat_agents.bench.asynchronous", "synchronous vs asynchronous loop: per 1k queries, vs max(gen, learn)"),
     "seeds": ("oat_agents.bench.seeds", "spread of a CPU learning recipe (demo, dr_grpo, ...) over seeds"),
 }
 

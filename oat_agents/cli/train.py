@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -231,7 +232,30 @@ def check_config(config: TrainConfig) -> tuple[TrainConfig, str, dict[str, Any],
         raise ValueError(
             "--algo xpo samples the reference with a second policy; it supports --backend hf only"
         )
+    if config.loop.asynchronous:
+        config = asynchronous_options(config, kind)
     return config, env_id, env_kwargs, kind
+
+
+def asynchronous_options(config: TrainConfig, kind: str | None) -> TrainConfig:
+    """``--loop.asynchronous``: refuse what cannot overlap (APL, multi-turn, a collocated policy) before anything is
+    built, and give group RL its importance correction: ``--rl.pg.tis-cap`` defaults to 2.0 there (the weight
+    ``min(π_old/μ, 2)`` of each token sampled one update behind the learner)."""
+    if config.algo == "apl":
+        raise ValueError("--loop.asynchronous: --algo apl scores candidates with the learner while acting, so acting "
+                         "cannot overlap learning; run it without --loop.asynchronous")
+    if kind == "multiturn":
+        raise ValueError("--loop.asynchronous is not supported for multi-turn envs (the loop steps the env once per "
+                         "turn); run without it")
+    if kind == "verifiable":
+        if config.rl.collocate:
+            raise ValueError("--loop.asynchronous with --rl.collocate: a collocated policy sleeps while the learner "
+                             "trains, so nothing overlaps; drop one of the two")
+        if config.rl.pg.tis_cap is None:
+            print("--loop.asynchronous: --rl.pg.tis-cap 2.0 (importance correction of the one-update-stale sampler)")
+            rl = dataclasses.replace(config.rl, pg=dataclasses.replace(config.rl.pg, tis_cap=2.0))
+            config = dataclasses.replace(config, rl=rl)
+    return config
 
 
 def train(config: TrainConfig) -> TrainSummary:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from oat_agents.learners import dist
+from oat_agents.loops.overlap import ActorThread, async_thread_count, check_async
 from oat_agents.progress import open_progress, update_progress
 
 
@@ -82,12 +83,26 @@ class LoopConfig:
     """Write TensorBoard event files to ``log_dir``."""
     wandb_project: str | None = None
     """Also log to this wandb project (needs ``pip install wandb``)."""
+    asynchronous: bool = False
+    """Overlap acting and learning (oat's ``--asynchronous``): while the learner trains on round ``t``, an actor
+    thread generates round ``t+1`` with the weights the policy has then (``θ_t``: one update behind the learner's
+    ``θ_{t+1}``, which is synced in before round ``t+2`` is generated). DAP losses are robust to that lag
+    (arXiv 2410.18252); policy gradient needs the truncated importance weight ``PGConfig.tis_cap`` (the loop
+    warns without it). Budget, evaluation, checkpoints and ranks work as in synchronous mode; a resumed run
+    regenerates the round that was in flight. Refused for agents whose ``act`` uses the learner (APL), a
+    collocated (sleeping) policy and the multi-turn loop."""
+    async_threads: int | None = None
+    """Torch intra-op threads in asynchronous mode, each for the actor and the learner; None = half the process's
+    threads (at least 1) when both run on the CPU (so the two threads do not oversubscribe the cores), else
+    unchanged. Restored when the loop ends."""
 
     def __post_init__(self) -> None:
         if self.total_queries < 1:
             raise ValueError(f"total_queries must be >= 1, got {self.total_queries}")
         if not self.progress_interval_s > 0:
             raise ValueError(f"progress_interval_s must be > 0, got {self.progress_interval_s}")
+        if self.async_threads is not None and self.async_threads < 1:
+            raise ValueError(f"async_threads must be >= 1 or None, got {self.async_threads}")
         for name in ("sync_params_every", "eval_query_interval", "save_every", "num_eval_prompts"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -287,6 +302,11 @@ class RoundBookkeeper:
         # evaluation of the learner can borrow the policy and give it back unchanged.
         self.actor_weights = None if config.sync_params_every == 1 else agent.learner.state_dict_for_sync()
         self.bar = None
+        self.actor: ActorThread | None = None  # asynchronous mode: generates the next round during learn()
+        self._ahead: tuple[Any, float] | None = None  # (action, seconds) of the next round, generated ahead
+        self._round_start: float | None = None
+        if config.asynchronous:
+            check_async(agent)
 
     def start(self) -> tuple[Any, tuple[dict[str, Any], dict[str, Any]] | None]:
         """Reset the env (seed + rank: distinct prompt streams), resume when asked, evaluate the start.
@@ -314,6 +334,12 @@ class RoundBookkeeper:
         self.queries = int(dist.all_reduce_sum([self.count_queries()])[0])
         if resumed is not None and self.is_main:
             print(f"resumed from {resumed[0]}: round {self.rounds}, {self.queries} queries")
+        if self.config.asynchronous:
+            threads = async_thread_count(self.agent, self.config.async_threads)
+            self.actor = ActorThread(threads)
+            if self.is_main:
+                print("asynchronous: the actor generates round t+1 while the learner trains on round t"
+                      + (f" ({threads} torch thread(s) each)" if threads is not None else ""), flush=True)
         if self.is_main:
             self.bar = open_progress(self.config, self.queries)
         if self.config.eval_query_interval and self.last_eval_at < 0:
@@ -323,6 +349,28 @@ class RoundBookkeeper:
     def another_round_fits(self) -> bool:
         """Whether one more round (every rank's prompts) fits in ``total_queries``."""
         return self.queries + self.round_queries <= self.config.total_queries
+
+    def act_and_step(self, act: Callable[[], Any]) -> tuple[Any, tuple, dict[str, float]]:
+        """:func:`act_and_step`, except that a round generated ahead (asynchronous mode, during the last
+        :meth:`learn`) is stepped instead of calling ``act``; its generation seconds are reported all the same."""
+        self._round_start = time.perf_counter()
+        if self._ahead is None:
+            return act_and_step(self.env, act)
+        (action, generate_s), self._ahead = self._ahead, None
+        start = time.perf_counter()
+        result = self.env.step(action)
+        return action, result, {"actor/generate_s": generate_s, "oracle/s": time.perf_counter() - start}
+
+    def learn(self, learn: Callable[[], dict[str, float]], act_next: Callable[[], Any]) -> dict[str, float]:
+        """``learn()`` (after ``agent.observe``); in asynchronous mode, when another round fits the budget,
+        ``act_next()`` (the next round's act on the observation ``step`` just returned) runs meanwhile in the actor
+        thread with the policy's current weights, and the next :meth:`act_and_step` steps its action."""
+        # count_round has not yet counted this round: the next one fits iff two more rounds fit.
+        next_fits = self.queries + 2 * self.round_queries <= self.config.total_queries
+        if self.actor is None or not next_fits:
+            return learn()
+        metrics, self._ahead = self.actor.run_beside(act_next, learn)
+        return metrics
 
     def log(self, metrics: dict[str, float], queries: int) -> None:
         """Log ``metrics`` at ``queries`` (rank 0 only)."""
@@ -363,6 +411,8 @@ class RoundBookkeeper:
         self.queries = int(total)
         metrics["misc/queries"] = self.queries
         metrics["misc/rounds"] = self.rounds
+        if self._round_start is not None:  # act (or the wait for the actor) + step + learn + sync, wall seconds
+            metrics["misc/round_s"] = time.perf_counter() - self._round_start
         oracle = getattr(self.unwrapped, "last_oracle_metrics", {})  # a SyncVectorEnv of wrapped envs has none
         metrics.update({k: v for k, v in oracle.items() if isinstance(v, (int, float))})
         return summed
@@ -402,7 +452,10 @@ class RoundBookkeeper:
         self.save()
 
     def close(self) -> None:
-        """Close the progress bar and the logger (also after an error)."""
+        """Stop the actor thread, close the progress bar and the logger (also after an error)."""
+        if self.actor is not None:
+            self.actor.close()
+            self.actor = None
         if self.bar is not None:
             self.bar.close()
         if self.logger is not None:

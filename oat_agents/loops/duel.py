@@ -9,6 +9,9 @@ One round (DESIGN.md §4)::
     agent.learn()                                     # DAP loss on the learner
     every sync_params_every rounds: agent.sync_weights()   (1 = online, k = iterative, 0 = never/offline)
 
+With ``LoopConfig.asynchronous`` the next round's ``act`` runs in an actor thread during ``learn()``
+(:mod:`~oat_agents.loops.overlap`).
+
 Budget, evaluation, logging, checkpoints, ranks and progress are the :class:`~oat_agents.loops.bookkeeping.
 RoundBookkeeper`'s. This loop adds the regret of the dueled pairs where the oracle has a latent utility:
 ``regret/step`` and ``regret/cumulative`` (all ranks' pairs, summed every round), checkpointed with the rest.
@@ -23,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from oat_agents.loops.bookkeeping import LoopConfig, LoopResult, RoundBookkeeper, act_and_step
+from oat_agents.loops.bookkeeping import LoopConfig, LoopResult, RoundBookkeeper
 from oat_env.metrics import RegretTracker
 
 
@@ -49,13 +52,14 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
         if restored is not None:
             tracker.load_state_dict(restored[0]["regret"])
             regret_history = tuple(list(h) for h in restored[1]["regret_history"])
-        while bookkeeper.another_round_fits():
-            def act(obs: Any = obs) -> tuple[list[str], list[str]]:
-                if pool_size:  # APL: the agent picks which of a larger pool of prompts the round answers
-                    obs = unwrapped.serve_prompts(agent.choose_prompts(unwrapped.prompt_pool(pool_size), env.num_envs))
-                return agent.act(obs)
+        def act(obs: Any) -> tuple[list[str], list[str]]:
+            if pool_size:  # APL: the agent picks which of a larger pool of prompts the round answers
+                obs = unwrapped.serve_prompts(agent.choose_prompts(unwrapped.prompt_pool(pool_size), env.num_envs))
+            return agent.act(obs)
 
-            (responses_a, responses_b), (obs, rewards, _, _, infos), metrics = act_and_step(env, act)
+        while bookkeeper.another_round_fits():
+            (responses_a, responses_b), (obs, rewards, _, _, infos), metrics = bookkeeper.act_and_step(
+                lambda obs=obs: act(obs))
             feedback = infos["final_info"]
             agent.observe(feedback["label"])
             step_regret = 0.0
@@ -66,7 +70,7 @@ def run_online(env: Any, agent: Any, config: LoopConfig, run_config: dict[str, A
                     has_regret = False
             metrics["actor/label_mean"] = float(np.mean(rewards))
             metrics["actor/response_chars"] = float(np.mean([len(r) for r in responses_a + responses_b]))
-            metrics.update(agent.learn())
+            metrics.update(bookkeeper.learn(agent.learn, act_next=lambda obs=obs: act(obs)))
             (round_regret,) = bookkeeper.count_round(metrics, sums=(step_regret,))
             if has_regret:
                 cumulative = (regret_history[1][-1] if regret_history[1] else 0.0) + round_regret

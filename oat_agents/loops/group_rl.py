@@ -6,6 +6,7 @@ One round (:func:`run_online_rl`)::
     obs, rewards, term, trunc, info = env.step(responses)   # ONE batched verifier call for all B·G
     agent.observe(rewards); agent.learn()            # learn every round
     every sync_params_every rounds: agent.sync_weights()
+    (LoopConfig.asynchronous: the next round's act runs in an actor thread during learn(), loops.overlap)
 
 The env must serve every prompt ``G`` times in a row: ``gym.make_vec(id, num_envs=B*G, group_size=G)`` for any
 single-turn verifiable id (``oat/Arithmetic-v0``, ``oat/GSM8K-v0``, ``oat/MATH-v0``, ``oat/Countdown-v0``,
@@ -21,7 +22,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from oat_agents.loops.bookkeeping import LoopConfig, LoopResult, RoundBookkeeper, act_and_step
+from oat_agents.loops.bookkeeping import LoopConfig, LoopResult, RoundBookkeeper
 
 
 def make_grouped_vec(env_id: str, num_prompts: int, group_size: int, **env_kwargs: Any) -> Any:
@@ -47,13 +48,13 @@ def run_online_rl(env: Any, agent: Any, config: LoopConfig, run_config: dict[str
     try:
         obs, _ = bookkeeper.start()
         while bookkeeper.another_round_fits():
-            responses, (obs, rewards, _, _, infos), metrics = act_and_step(env, lambda obs=obs: agent.act(obs))
+            responses, (obs, rewards, _, _, infos), metrics = bookkeeper.act_and_step(lambda obs=obs: agent.act(obs))
             agent.observe(rewards)
             feedback = infos.get("final_info", {})
             if "correct" in feedback:
                 metrics["actor/accuracy"] = float(np.mean(feedback["correct"]))
             metrics["actor/response_chars"] = float(np.mean([len(r) for r in responses]))
-            metrics.update(agent.learn())
+            metrics.update(bookkeeper.learn(agent.learn, act_next=lambda obs=obs: agent.act(obs)))
             bookkeeper.count_round(metrics)
             bookkeeper.report_round(metrics, bar_keys=("train/loss", "actor/reward_mean"))
         bookkeeper.finish()

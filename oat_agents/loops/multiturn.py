@@ -103,6 +103,11 @@ def run_multiturn_rl(
     Training metrics include ``actor/episode_success`` (finished training episodes solved within the turn
     limit), ``actor/episode_turns`` and ``misc/learns`` (learner updates so far).
     """
+    if config.asynchronous:
+        raise ValueError(
+            "--loop.asynchronous is not supported by the multi-turn loop (a round steps the env once per turn, "
+            "and learns only when episodes finish, so there is no round to generate ahead); run it synchronously"
+        )
     if config.eval_query_interval and config.sync_params_every != 1:
         raise ValueError("run_multiturn_rl evaluates the policy as synced: use sync_params_every=1 with evaluation")
     if dist.world_size() > 1:
