@@ -3,7 +3,8 @@ asynchronous round comes to ``max(generate, learn)``.
 
 Each workload is ``oat-train``'s tiny preset (``default_config``): ``dpo`` (online DPO, 32 duels per round, the
 ``demo`` recipe's settings) and ``dr_grpo`` (16 prompts × 8 samples per round, 2 epochs × 2 mini-batches), the
-same model, seed and budget in every mode, no evaluation. Three modes, repeated ``--repeats`` times, interleaved
+same untrained model (so every response has ``--max-new-tokens`` tokens), seed and budget in every mode, no
+evaluation. Three modes, repeated ``--repeats`` times, interleaved
 so that a slow moment of a shared machine hits every mode alike:
 
 * ``sync``: the synchronous loop on all ``--threads`` torch threads: what a user gets without the flag;
@@ -23,6 +24,7 @@ learning; seconds per 1,000 queries = median round / queries per round × 1000. 
 Budget: about 1-2 minutes per workload at the defaults on 2 cores.
 
     oat-bench async [--workload dpo dr_grpo] [--repeats 3] [--rounds 24] [--threads 2] [--hidden 64 --layers 2]
+                    [--max-new-tokens 16]
 """
 
 from __future__ import annotations
@@ -43,17 +45,23 @@ MODES = ("sync", "sync-split", "async")
 WORKLOADS = ("dpo", "dr_grpo")
 
 
-def workload_config(workload: str, rounds: int, hidden: int, layers: int, log_dir: str, asynchronous: bool) -> Any:
-    """``oat-train --algo <workload>``'s tiny preset, ``rounds`` rounds, no evaluation, a short warm-up."""
+def workload_config(workload: str, args: argparse.Namespace, log_dir: str, asynchronous: bool) -> tuple[Any, int]:
+    """``oat-train --algo <workload>``'s tiny preset with ``--max-new-tokens`` (no warm-up: the untrained model
+    never stops early, so every response has that many tokens), ``--rounds`` rounds, no evaluation; and the
+    queries per round."""
     from oat_agents.cli.algos import default_config
 
     config = default_config(workload)
     per_round = config.num_envs * (config.rl.num_samples if workload == "dr_grpo" else 1)
-    loop = dataclasses.replace(config.loop, total_queries=rounds * per_round, eval_query_interval=0,
+    loop = dataclasses.replace(config.loop, total_queries=args.rounds * per_round, eval_query_interval=0,
                                log_dir=log_dir, progress=False, tensorboard=False, asynchronous=asynchronous)
-    warmup = dataclasses.replace(config.warmup, steps=20)
-    return dataclasses.replace(config, loop=loop, warmup=warmup, tiny_hidden=hidden, tiny_layers=layers,
-                               plot=False), per_round
+    lengths = {"max_new_tokens": args.max_new_tokens, "max_seq_length": 16 + args.max_new_tokens}
+    sampling = ({"rl": dataclasses.replace(config.rl, **lengths)} if workload == "dr_grpo"
+                else {"agent": dataclasses.replace(config.agent, **lengths)})
+    return dataclasses.replace(
+        config, loop=loop, warmup=dataclasses.replace(config.warmup, steps=0), tiny_hidden=args.hidden,
+        tiny_layers=args.layers, plot=False, **sampling,
+    ), per_round
 
 
 def run_mode(workload: str, mode: str, args: argparse.Namespace, root: Path, repeat: int) -> dict[str, float]:
@@ -63,8 +71,7 @@ def run_mode(workload: str, mode: str, args: argparse.Namespace, root: Path, rep
     threads = args.threads if mode != "sync-split" else max(1, args.threads // 2)
     torch.set_num_threads(threads)
     log_dir = root / f"{workload}_{mode}_{repeat}"
-    config, per_round = workload_config(workload, args.rounds, args.hidden, args.layers, str(log_dir),
-                                        asynchronous=mode == "async")
+    config, per_round = workload_config(workload, args, str(log_dir), asynchronous=mode == "async")
     start = time.perf_counter()
     train(config)
     wall = time.perf_counter() - start
@@ -111,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the synchronous loop (all cores)")
     parser.add_argument("--hidden", type=int, default=64, help="tiny Llama width")
     parser.add_argument("--layers", type=int, default=2, help="tiny Llama layers")
+    parser.add_argument("--max-new-tokens", type=int, default=16, help="tokens per response (all generated)")
     parser.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.rounds < 3 or args.threads < 1:
