@@ -11,6 +11,9 @@ The loops themselves (:mod:`~oat_agents.loops.duel`, :mod:`~oat_agents.loops.gro
         bookkeeper.report_round(metrics, bar_keys)    # log, evaluate and checkpoint when due, progress
     bookkeeper.finish()                               # last evaluation and checkpoint
 
+(the loops call ``bookkeeper.act_and_step(act)`` and ``bookkeeper.learn(agent.learn, act_next)``, which in
+asynchronous mode run the next round's ``act`` in an actor thread during ``learn``: :mod:`~oat_agents.loops.overlap`.)
+
 Every ``eval_query_interval`` oracle queries the *learner's* current weights are evaluated greedily on
 held-out prompts (``eval/win_rate``, ``eval/anytime_regret``, ``eval/accuracy`` where the env supports
 them; ``num_eval_prompts=None`` = every held-out prompt). When the actor is stale (iterative/offline), the
