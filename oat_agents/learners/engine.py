@@ -40,6 +40,7 @@ from . import dist
 from .schedules import SCHEDULES, make_lr_lambda
 
 DTYPES = ("fp32", "bf16")
+ADAM_IMPLS = ("fused", "foreach", "for_loop")
 
 
 @dataclass
@@ -76,6 +77,10 @@ class LearnerConfig:
     """AdamW (beta1, beta2)."""
     adam_eps: float = 1e-8
     """AdamW epsilon added to the denominator."""
+    adam_impl: str = "fused"
+    """torch AdamW kernel: "fused" (one pass per tensor; what TRL's default ``adamw_torch_fused`` uses), "foreach"
+    or "for_loop" (torch's CPU default). Same update rule; they differ only in float rounding (~1e-8). On CPU
+    fused is ~3.5x faster than for_loop on SmolLM2-135M (0.25 s vs 0.9 s per step)."""
     ref_offload: bool = False
     """Keep the frozen reference model on CPU (ZeRO-3: parameters offloaded to CPU) to save accelerator memory."""
     lora_rank: int = 0
@@ -115,6 +120,8 @@ class LearnerConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if len(self.adam_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
             raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
+        if self.adam_impl not in ADAM_IMPLS:
+            raise ValueError(f"adam_impl must be one of {ADAM_IMPLS}, got {self.adam_impl!r}")
         if self.lora_rank < 0:
             raise ValueError(f"lora_rank must be >= 0 (0 disables LoRA), got {self.lora_rank}")
         if self.lora_rank > 0 and not self.lora_target_modules:
@@ -203,19 +210,28 @@ class LearnerEngine:
             lr=config.learning_rate,
             betas=tuple(config.adam_betas),
             eps=config.adam_eps,
+            **adam_kernel_kwargs(config.adam_impl),
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, config.lr_lambda())
         self.engine, self.optimizer, _, self.lr_scheduler = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=self.deepspeed_config()
         )
         self.device = torch.device(self.engine.device)
+        if self._plain_fp32_zero0() and dist.world_size() == 1:
+            # One rank: DeepSpeed's all-reduce of the gradients is the identity, but it still flattens every
+            # gradient into a bucket and copies it back (~1 s per step on SmolLM2-135M). Skip it.
+            self.engine.enable_backward_allreduce = False
         self.ref_model = self._setup_ref(ref_model) if ref_model is not None else None
 
     # ------------------------------------------------------------------ setup
     def deepspeed_config(self) -> dict[str, Any]:
         """The DeepSpeed config dict this engine is (or will be) initialised with."""
         c = self.config
-        zero: dict[str, Any] = {"stage": c.zero_stage, "contiguous_gradients": True, "overlap_comm": False}
+        # contiguous_gradients copies every gradient into one preallocated buffer (against accelerator-memory
+        # fragmentation, and for the reduce buckets). One CPU rank has neither concern, and the copy is a full pass over
+        # the gradients (SmolLM2-135M ZeRO-2: 1.15x -> 1.11x of bare PyTorch, `oat-bench learner --model smollm2`).
+        contiguous = not (dist.world_size() == 1 and _accelerator_is_cpu())
+        zero: dict[str, Any] = {"stage": c.zero_stage, "contiguous_gradients": contiguous, "overlap_comm": False}
         if c.zero_stage == 3:
             # Small params (norms, biases) stay replicated: fewer tiny all-gathers per forward.
             zero["stage3_param_persistence_threshold"] = 10_000
@@ -223,7 +239,8 @@ class LearnerEngine:
             "train_micro_batch_size_per_gpu": c.micro_batch_size,
             "gradient_accumulation_steps": c.gradient_accumulation_steps,
             "train_batch_size": c.micro_batch_size * c.gradient_accumulation_steps * dist.world_size(),
-            "gradient_clipping": float(c.max_grad_norm),
+            # fp32 ZeRO-0: step() clips itself (one foreach pass that also gives the reported norm).
+            "gradient_clipping": 0.0 if self._plain_fp32_zero0() else float(c.max_grad_norm),
             "zero_optimization": zero,
             "bf16": {"enabled": c.dtype == "bf16"},
             # Our client AdamW is a plain torch optimizer; ZeRO wraps it fine.
@@ -246,6 +263,10 @@ class LearnerEngine:
             "bf16": {"enabled": c.dtype == "bf16"},
             "steps_per_print": 10**12,
         }
+
+    def _plain_fp32_zero0(self) -> bool:
+        """ZeRO-0 in fp32: DeepSpeed steps our AdamW directly (no ZeRO/bf16 optimizer wrapper around it)."""
+        return self.config.zero_stage == 0 and self.config.dtype == "fp32"
 
     def _apply_lora(self, model: nn.Module) -> nn.Module:
         from peft import LoraConfig, get_peft_model
@@ -336,11 +357,21 @@ class LearnerEngine:
             loss = loss * (share * self.config.gradient_accumulation_steps)
         self.engine.backward(loss)
 
-    def _grad_norm(self) -> float:
-        # ZeRO-0 fp32 clips inside DeepSpeed without reporting the norm; grads are already
-        # all-reduced at the boundary backward, so the local norm is the global one.
-        sq = [p.grad.detach().float().pow(2).sum() for p in self.module.parameters() if p.grad is not None]
-        return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
+    def _clip_own(self) -> float:
+        """fp32 ZeRO-0: clip the gradients to ``max_grad_norm`` and return their norm before clipping.
+
+        DeepSpeed's clipping is off in this mode (``deepspeed_config``): its per-parameter norm loop plus a second
+        pass for the reported norm cost ~3 passes over the gradients; ``clip_grad_norm_`` (foreach) is one norm
+        pass and one scaling pass, with DeepSpeed's rule (``g *= min(1, max_norm / (norm + 1e-6))``). Gradients
+        are already all-reduced at the boundary backward, so the local norm is the global one.
+        """
+        params = grads_params(self.module)
+        if not params:
+            return 0.0
+        clip = self.config.max_grad_norm
+        if clip > 0:
+            return float(torch.nn.utils.clip_grad_norm_(params, clip, foreach=True))
+        return float(torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True))
 
     def step(self) -> dict[str, float]:
         """End a micro-step; on an accumulation boundary clip, step AdamW and the LR schedule.
@@ -353,7 +384,11 @@ class LearnerEngine:
             self.engine.step()
             return {}
         lr = self.current_lr()
-        own_norm = self._grad_norm() if self.config.zero_stage == 0 else None
+        own_norm = self._clip_own() if self._plain_fp32_zero0() else None
+        if own_norm is None and self.config.zero_stage == 0:
+            # bf16 ZeRO-0 normally reports its norm; this is the fallback if it does not.
+            params = grads_params(self.module)
+            own_norm = float(torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)) if params else 0.0
         self.engine.step()
         norm = self.engine.get_global_grad_norm()
         norm = float(norm) if norm is not None else own_norm
@@ -503,6 +538,24 @@ class LearnerEngine:
     def config_dict(self) -> dict[str, Any]:
         """The learner config as a plain dict (for logging)."""
         return asdict(self.config)
+
+
+def _accelerator_is_cpu() -> bool:
+    from deepspeed.accelerator import get_accelerator
+
+    return get_accelerator().device_name() == "cpu"
+
+
+def adam_kernel_kwargs(impl: str) -> dict[str, bool]:
+    """``torch.optim.AdamW`` keyword arguments selecting the kernel named by ``LearnerConfig.adam_impl``."""
+    if impl not in ADAM_IMPLS:
+        raise ValueError(f"adam_impl must be one of {ADAM_IMPLS}, got {impl!r}")
+    return {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}[impl]
+
+
+def grads_params(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters of ``module`` that hold a gradient."""
+    return [p for p in module.parameters() if p.grad is not None]
 
 
 def _maybe_to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
