@@ -27,7 +27,18 @@ summary and post). TRL gets that oracle's per-item scores through
 64 there, the batch to 4 pairs; sampling at temperature 1 on both sides (no EOS stop is forced: both generate
 until EOS or the limit).
 
-Run: ``OMP_NUM_THREADS=1 oat-bench dap-vs-trl [--quick] [--pairs 1000] [--batch 16] [--model tiny|smollm2]``.
+``--backend vllm|both`` (smollm2 only): oat-gym's actor is ``VLLMPolicy`` instead of ``HFPolicy``, run in
+``.venv-vllm`` (vLLM is not installed in the main venv) by :mod:`oat_agents.bench.vllm_side`: the same
+:func:`run_oat` with the policy swapped, on the de-quantised model written as a ``save_pretrained`` directory;
+the learner's weights reach vLLM after every round through ``VLLMPolicy.load_weights``; the embedding oracle
+(sentence-transformers is not in that venv) stays in this process and is bridged to the worker's env. ``both``
+runs ours-hf and ours-vllm and reports the ratio against the faster of the two. Each side's time is its whole
+``run_online`` (TRL: ``trainer.train()``), model loading and vLLM engine start excluded; ours' per-round split
+(generation, oracle, learner step, sync, from the loop's metrics) is printed too. ``--quick`` (8 pairs, 2 rounds
+per side): about 4 minutes for ours-hf + TRL on 2 shared cores, plus about 2 for ours-vllm.
+
+Run: ``OMP_NUM_THREADS=1 oat-bench dap-vs-trl [--quick] [--pairs 1000] [--batch 16] [--model tiny|smollm2]
+[--backend hf|vllm|both]``.
 Needs ``trl`` (``pip install trl``; the class lives in ``trl.experimental.online_dpo`` since TRL 0.2x).
 """
 
@@ -36,6 +47,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import gc
 import os
 import tempfile
 import time
@@ -161,8 +173,29 @@ def arithmetic_reward_fn() -> Callable[..., list[float]]:
     return arithmetic_reward
 
 
-def run_oat(work: Workload, pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
-    """Seconds for ``pairs`` preference pairs of online DPO with oat-gym."""
+def hf_policy(model: Any, tokenizer: Any, work: Workload) -> Any:
+    """The HF actor of :func:`run_oat` (its own copy of the model)."""
+    from oat_agents.policies.hf import HFPolicy
+
+    return HFPolicy(copy.deepcopy(model), tokenizer, device="cpu", apply_chat_template=work.chat)
+
+
+def run_oat(
+    work: Workload,
+    pairs: int,
+    batch: int,
+    max_new_tokens: int,
+    seed: int,
+    make_policy: Callable[[Any, Any, Workload], Any] = hf_policy,
+    rounds_out: list[dict[str, float]] | None = None,
+) -> float:
+    """Seconds for ``pairs`` preference pairs of online DPO with oat-gym.
+
+    ``make_policy(model, tokenizer, work)`` builds the actor (default :func:`hf_policy`; the vLLM worker,
+    :mod:`oat_agents.bench.vllm_side`, passes its ``VLLMPolicy``); it is called before the learner is built.
+    ``rounds_out``: gets each round's timings from the loop's metrics (``generate_s``, ``oracle_s``,
+    ``learn_s``, ``sync_s``, ``round_s``).
+    """
     import gymnasium as gym
 
     import oat_env  # noqa: F401
@@ -171,9 +204,9 @@ def run_oat(work: Workload, pairs: int, batch: int, max_new_tokens: int, seed: i
     from oat_agents.learners.engine import LearnerConfig, LearnerEngine
     from oat_agents.loops.bookkeeping import LoopConfig
     from oat_agents.loops.duel import run_online
-    from oat_agents.policies.hf import HFPolicy
 
     model, tokenizer = work.model_and_tokenizer(seed)
+    policy = make_policy(model, tokenizer, work)
     env = gym.make_vec(work.env_id, num_envs=batch, **work.env_kwargs)
     learner = LearnerEngine(
         model,
@@ -182,7 +215,6 @@ def run_oat(work: Workload, pairs: int, batch: int, max_new_tokens: int, seed: i
         ),
         ref_model=copy.deepcopy(model),
     )
-    policy = HFPolicy(copy.deepcopy(model), tokenizer, device="cpu", apply_chat_template=work.chat)
     agent = DAPAgent(
         policy,
         learner,
@@ -208,10 +240,63 @@ def run_oat(work: Workload, pairs: int, batch: int, max_new_tokens: int, seed: i
         start = time.perf_counter()
         result = run_online(env, agent, config)
         seconds = time.perf_counter() - start
+        if rounds_out is not None:
+            rounds_out.extend(round_timings(os.path.join(log_dir, "metrics.jsonl")))
     env.close()
     if result.queries != pairs:
         raise RuntimeError(f"oat-gym ran {result.queries} pairs, expected {pairs}")
     return seconds
+
+
+ROUND_KEYS = {"actor/generate_s": "generate_s", "oracle/s": "oracle_s", "train/step_s": "learn_s",
+              "misc/weight_sync_s": "sync_s", "misc/round_s": "round_s"}
+
+
+def round_timings(metrics_file: str) -> list[dict[str, float]]:
+    """Per-round seconds from the loop's ``metrics.jsonl`` (the rows with ``misc/rounds``), renamed by ROUND_KEYS."""
+    import json
+
+    out = []
+    if not os.path.isfile(metrics_file):
+        return out
+    with open(metrics_file) as f:
+        for line in f:
+            row = json.loads(line)
+            if "misc/rounds" in row:
+                out.append({name: float(row[key]) for key, name in ROUND_KEYS.items() if key in row})
+    return out
+
+
+def save_model_dir(work: Workload, seed: int, directory: str) -> str:
+    """The workload's model written as a ``save_pretrained`` directory (what the vLLM worker loads)."""
+    from oat_agents.smollm import save_smollm
+
+    model, tokenizer = work.model_and_tokenizer(seed)
+    save_smollm(model, tokenizer, directory)
+    return directory
+
+
+def run_oat_vllm(work: Workload, model_dir: str, pairs: int, batch: int, max_new_tokens: int, seed: int,
+                 threads: int, rounds_out: list[dict[str, float]] | None = None) -> float:
+    """:func:`run_oat` with ``VLLMPolicy`` as the actor, in the vLLM venv (:mod:`oat_agents.bench.vllm_side`).
+    The env's embedding oracle stays in this process and is bridged to the worker's env."""
+    import gymnasium as gym
+
+    import oat_env  # noqa: F401
+    from oat_agents.bench.vllm_side import run_worker
+
+    env = gym.make(work.env_id, **work.env_kwargs)  # builds the oracle exactly as the HF side's env does
+    oracle = env.unwrapped.task.oracle
+    oracle = getattr(oracle, "oracle", oracle)  # the env re-applies its reference rule around the bridged one
+    spec = {"job": "dap", "workload": "smollm2-tldr", "model_dir": model_dir, "threads": threads, "seed": seed,
+            "params": {"pairs": pairs, "batch": batch, "max_new_tokens": max_new_tokens, "max_length": work.max_length}}
+    try:
+        result = run_worker(spec, oracle=oracle)
+    finally:
+        env.close()
+    if rounds_out is not None:
+        rounds_out.extend(result.get("rounds", []))
+    return float(result["seconds"])
 
 
 def run_trl(work: Workload, pairs: int, batch: int, max_new_tokens: int, seed: int) -> float:
@@ -275,8 +360,10 @@ def run_trl(work: Workload, pairs: int, batch: int, max_new_tokens: int, seed: i
 
 
 def main() -> None:
+    from oat_agents.bench.vllm_side import BACKENDS, backend_sides
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="128 pairs per side (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="128 pairs per side (smollm2: 8; a smoke run)")
     parser.add_argument(
         "--pairs", type=int, default=1024, help="preference pairs per side (multiple of --batch)"
     )
@@ -286,12 +373,16 @@ def main() -> None:
                         help="generated tokens per response (default 16; smollm2: 64)")
     parser.add_argument("--model", choices=("tiny", "smollm2"), default="tiny",
                         help="tiny: the 0.9M-parameter char Llama on arithmetic; smollm2: SmolLM2-135M on TL;DR")
+    parser.add_argument("--backend", choices=BACKENDS, default="hf",
+                        help="oat-gym's actor: hf (HFPolicy), vllm (VLLMPolicy, run in .venv-vllm), both; "
+                             "vllm needs --model smollm2")
     parser.add_argument(
-        "--repeats", type=int, default=1, help="alternate the two sides this many times; best time kept"
+        "--repeats", type=int, default=1, help="alternate the sides this many times; best time kept"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    sides = backend_sides(args.backend, args.model)
     real = args.model == "smollm2"
     args.batch = args.batch or (4 if real else 16)
     args.max_new_tokens = args.max_new_tokens or (64 if real else 16)
@@ -300,22 +391,50 @@ def main() -> None:
         raise SystemExit(f"--pairs ({pairs}) must be a positive multiple of --batch ({args.batch})")
     torch.set_num_threads(args.threads)
     load_trl()  # fail before any work if TRL is missing
+    if "vllm" in sides:
+        from oat_agents.bench.vllm_side import vllm_python
+
+        vllm_python()  # fail before any work if the vLLM venv is missing
     work = smollm_workload() if real else tiny_workload()
 
-    oat_s, trl_s = [], []
-    for _ in range(args.repeats):  # alternating evens out drifts in machine load
-        oat_s.append(run_oat(work, pairs, args.batch, args.max_new_tokens, args.seed))
-        trl_s.append(run_trl(work, pairs, args.batch, args.max_new_tokens, args.seed))
+    times: dict[str, list[float]] = {side: [] for side in (*sides, "trl")}
+    rounds: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    with tempfile.TemporaryDirectory(prefix="oat_bench_model_") as model_dir:
+        if "vllm" in sides:
+            save_model_dir(work, args.seed, model_dir)
+        for _ in range(args.repeats):  # alternating evens out drifts in machine load
+            for side in sides:
+                per_round: list[dict[str, float]] = []
+                if side == "hf":
+                    times[side].append(run_oat(work, pairs, args.batch, args.max_new_tokens, args.seed,
+                                               rounds_out=per_round))
+                else:
+                    times[side].append(run_oat_vllm(work, model_dir, pairs, args.batch, args.max_new_tokens,
+                                                    args.seed, args.threads, rounds_out=per_round))
+                rounds[side] = per_round
+                print(f"[dap-vs-trl] ours-{side}: {times[side][-1]:.1f} s for {pairs} pairs", flush=True)
+                gc.collect()  # the side's models and engines, before the next side (the vLLM worker needs the memory)
+            times["trl"].append(run_trl(work, pairs, args.batch, args.max_new_tokens, args.seed))
+            print(f"[dap-vs-trl] TRL: {times['trl'][-1]:.1f} s for {pairs} pairs", flush=True)
+            gc.collect()
     per_k = 1000.0 / pairs
-    oat_best, trl_best = min(oat_s) * per_k, min(trl_s) * per_k
+    best = {side: min(t) * per_k for side, t in times.items()}
+    labels = {"hf": "oat-gym (DAPAgent, HF)", "vllm": "oat-gym (DAPAgent, vLLM)", "trl": "TRL OnlineDPOTrainer"}
     print(
         f"online DPO, {work.name}, CPU x{args.threads} thread(s): {pairs} pairs per side, batch {args.batch}, "
         f"{args.max_new_tokens} new tokens, best of {args.repeats}"
     )
-    print(f"{'':<22}{'s / 1000 pairs':>16}")
-    print(f"{'oat-gym (DAPAgent)':<22}{oat_best:>16.2f}")
-    print(f"{'TRL OnlineDPOTrainer':<22}{trl_best:>16.2f}")
-    print(f"speed-up (TRL / oat-gym): {trl_best / oat_best:.2f}x")
+    print(f"{'':<26}{'s / 1000 pairs':>16}   all runs (s)")
+    for side in (*sides, "trl"):
+        print(f"{labels[side]:<26}{best[side]:>16.2f}   {' '.join(f'{t:.1f}' for t in times[side])}")
+    for side in sides:  # where ours spends a round (the last repeat), from the loop's own metrics
+        if rounds[side]:
+            cols = sorted({k for r in rounds[side] for k in r})
+            print(f"  {side} per round: " + "; ".join(
+                ", ".join(f"{k} {r[k]:.1f}" for k in cols if k in r) for r in rounds[side]))
+    ours = min(best[side] for side in sides)
+    which = min(sides, key=lambda side: best[side])
+    print(f"speed-up (TRL / oat-gym{'' if len(sides) == 1 else ', best: ' + which}): {best['trl'] / ours:.2f}x")
 
 
 if __name__ == "__main__":
