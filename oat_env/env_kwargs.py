@@ -51,7 +51,14 @@ def _refuse_unknown(env_id: str, kwargs: Mapping[str, Any], accepted: Iterable[s
     unknown = sorted(set(kwargs) - set(accepted))
     if not unknown:
         return
-    if "group_size" in unknown:  # reaches only the ids that are not single-turn verifiable envs
+    groupable = ("oat/Arithmetic-v0", "oat/GSM8K-v0", "oat/MATH-v0", "oat/Countdown-v0", "oat/ReasoningGym-v0")
+    if "group_size" in unknown and env_id in groupable:  # a single env: gym.make, or make_vec's sync/async modes
+        raise TypeError(
+            f"group_size= is an option of {env_id}'s own vector env: gym.make_vec({env_id!r}, num_envs=B*G, "
+            "group_size=G) with the default vectorization_mode; gym.make and vectorization_mode='sync'/'async' "
+            "build single envs, which serve one prompt each and cannot be grouped; nothing was loaded"
+        )
+    if "group_size" in unknown:
         raise TypeError(
             f"{env_id} takes no group_size=: grouped prompt streams (each prompt served G times in a row) are for "
             "the single-turn verifiable ids (oat/Arithmetic-v0, oat/GSM8K-v0, oat/MATH-v0, oat/Countdown-v0, "

@@ -111,6 +111,9 @@ def test_grouped_env_serves_groups_and_grades_all_members_in_one_step():
     assert direct.reset(seed=0)[0] == obs
     with pytest.raises(ValueError, match="num_envs=10 is not a multiple of group_size=4"):
         gym.make_vec("oat/Arithmetic-v0", num_envs=10, group_size=4, **ENV_KWARGS)
+    # single envs (gym.make, the sync vector mode) cannot be grouped: the error says where group_size= belongs
+    with pytest.raises(TypeError, match="option of oat/Arithmetic-v0's own vector env.*default vectorization_mode"):
+        gym.make_vec("oat/Arithmetic-v0", num_envs=4, group_size=2, vectorization_mode="sync", **ENV_KWARGS)
 
 
 # ----------------------------------------------------------------------------------------------------
