@@ -240,3 +240,11 @@ def test_oat_train_asynchronous_options():
         check_config(dataclasses.replace(config, algo="apl"))
     with pytest.raises(ValueError, match="multi-turn"):
         check_config(dataclasses.replace(config, algo="ppo"))
+
+
+def test_a_learner_with_dropout_warns(tmp_path):
+    agent = dap_agent()
+    agent.learner.module.config.attention_dropout = 0.1
+    envs = gym.make_vec("oat/Arithmetic-Duel-v0", num_envs=4, **ENV_KWARGS)
+    with pytest.warns(UserWarning, match="dropout"):
+        run_online(envs, agent, loop_config(tmp_path, "dropout", 8, asynchronous=True))

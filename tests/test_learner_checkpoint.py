@@ -183,3 +183,16 @@ def test_resuming_with_another_world_size_is_refused(tmp_path):
     marker.write_text(json.dumps({**meta, "world_size": 2}))  # as written by a 2-rank run
     with pytest.raises(ValueError, match="written by 2 ranks; resume it with 2 processes, not 1"):
         load_checkpoint(eng, tmp_path, tag="t")
+
+
+@pytest.mark.parametrize("stage", [0, 2])
+def test_a_resume_keeps_the_configured_adam_kernel(tmp_path, stage):
+    """Optimizer.load_state_dict would otherwise bring back the kernel the checkpoint was written with."""
+    old = make_engine(stage, adam_impl="for_loop")
+    old.train_step(lm_loss, random_batch())
+    save_checkpoint(old, tmp_path)
+    new = make_engine(stage, adam_impl="fused")
+    load_checkpoint(new, tmp_path)
+    inner = getattr(new.optimizer, "optimizer", new.optimizer)
+    assert all(g["fused"] is True and not g["foreach"] for g in inner.param_groups)
+    new.train_step(lm_loss, random_batch())  # and the fused kernel steps

@@ -223,6 +223,8 @@ def load_checkpoint(
     )
     if path is None:
         raise ValueError(f"DeepSpeed could not load the checkpoint {root / tag}")
+    if load_optimizer:
+        learner.apply_adam_impl()  # the checkpoint's param groups carry the kernel flags it was written with
     if restore_rng:
         rng_file = root / tag / f"rng_state_rank{dist.rank()}.pt"
         if not rng_file.exists():

@@ -327,6 +327,15 @@ class LearnerEngine:
         self.engine.train(mode)
         return self
 
+    def apply_adam_impl(self) -> None:
+        """Put ``config.adam_impl``'s kernel flags back on the AdamW param groups: ``Optimizer.load_state_dict``
+        (a resume) replaces them with the checkpoint's, which may have been written with another kernel."""
+        flags = adam_kernel_kwargs(self.config.adam_impl)
+        inner = getattr(self.optimizer, "optimizer", self.optimizer)  # ZeRO/bf16 wrappers hold the torch AdamW
+        for group in inner.param_groups:
+            group["fused"] = flags.get("fused")
+            group["foreach"] = flags.get("foreach")
+
     def current_lr(self) -> float:
         """Learning rate the next optimizer step will use."""
         return float(self.optimizer.param_groups[0]["lr"])

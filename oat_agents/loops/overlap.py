@@ -18,7 +18,8 @@ move learner → policy in the loop's sync, after the actor has finished. Each s
 (``async_threads``; by default half the process's when both are on the CPU). Agents declare whether their ``act``
 may overlap their ``learn`` (:attr:`~oat_agents.agents.base.Agent.overlaps_act_and_learn`): APL's reads the learner,
 so it is refused. The only shared state an HFPolicy touches is the global torch RNG (``fork_rng`` around a seeded
-generation); the learners here draw none (no dropout), which keeps async runs reproducible.
+generation); the learners here draw none (no dropout), which keeps async runs reproducible (a learner with dropout
+gets a warning). The actor thread uses the main thread's CUDA device (per-thread state in CUDA).
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ def _timed(act: Callable[[], Any]) -> tuple[Any, float]:
     return act(), time.perf_counter() - start
 
 
+def _use_cuda_device(device: int | None) -> None:
+    if device is not None:
+        torch.cuda.set_device(device)
+
+
+def _has_dropout(module: Any) -> bool:
+    return any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in module.modules()) or any(
+        float(getattr(getattr(module, "config", None), key, 0) or 0) > 0
+        for key in ("attention_dropout", "hidden_dropout", "resid_pdrop", "attn_pdrop", "embd_pdrop", "dropout"))
+
+
 def check_async(agent: Any) -> None:
     """Refuse an agent whose ``act`` cannot run beside its ``learn`` (the error names why and the way out)."""
     if not getattr(agent, "overlaps_act_and_learn", False):
@@ -48,6 +60,14 @@ def check_async(agent: Any) -> None:
         raise ValueError(
             "--loop.asynchronous with a collocated policy: it sleeps while the learner trains, so nothing overlaps; "
             "give the policy its own device (collocate=False) or run synchronously"
+        )
+    module = getattr(getattr(agent, "learner", None), "module", None)
+    if module is not None and hasattr(agent.policy, "model") and _has_dropout(module):
+        warnings.warn(
+            "--loop.asynchronous with a learner that uses dropout and an in-process policy: the policy's seeded "
+            "sampling forks and restores the global torch RNG while the learner draws its dropout masks from it, so "
+            "runs are not reproducible and masks can repeat; set the model's dropout to 0 or run synchronously",
+            stacklevel=3,
         )
     pg = getattr(agent, "pg", None)
     if pg is not None and getattr(pg, "tis_cap", 0) is None:
@@ -78,7 +98,11 @@ class ActorThread:
     """
 
     def __init__(self, threads: int | None = None):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oat-actor")
+        # CUDA's current device is per host thread: the actor uses the one the main thread was given (torchrun
+        # sets LOCAL_RANK's), or `.to("cuda")` in the policy would put rank r's inputs on GPU 0.
+        device = torch.cuda.current_device() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oat-actor",
+                                            initializer=_use_cuda_device, initargs=(device,))
         self._saved_threads: int | None = None
         if threads is not None:
             # Global in torch: each thread's OpenMP team is sized from it on first use, so actor and learner get
