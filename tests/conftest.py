@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# DeepSpeed JIT-builds its CPU shared-memory op on first use, into one cache per user by default: two venvs (or two
+# clones) then rebuild each other's build, and a build killed midway leaves a lock every later build waits on
+# forever. Each venv gets its own cache (children inherit it).
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
