@@ -317,3 +317,17 @@ def test_round_timings(tmp_path):
     assert dap_vs_trl.round_timings(str(file)) == [
         {"generate_s": 2.0, "learn_s": 3.0, "round_s": 5.5}, {"generate_s": 1.0, "sync_s": 0.25}]
     assert dap_vs_trl.round_timings(str(tmp_path / "none.jsonl")) == []
+
+
+def test_grpo_time_ours_overlaps_when_asynchronous():
+    """``grpo-vs-trl --asynchronous``: rounds after the first were generated ahead, during the previous learn()."""
+    from oat_agents.tiny import CharTokenizer, build_tiny_llama
+
+    tokenizer = CharTokenizer()
+    model = build_tiny_llama(len(tokenizer), hidden=32, layers=1, heads=2, seed=0)
+    args = grpo_vs_trl.check_args(grpo_vs_trl.build_parser().parse_args(
+        ["--steps", "3", "--prompts", "2", "--group", "2", "--max-new-tokens", "3", "--asynchronous"]))
+    rounds: list[dict[str, float]] = []
+    seconds = grpo_vs_trl.time_ours(model, tokenizer, args, rounds_out=rounds)
+    assert seconds > 0 and len(rounds) == 3
+    assert all(r["generate_s"] > 0 and r["learn_s"] > 0 for r in rounds)

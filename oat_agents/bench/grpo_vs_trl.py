@@ -66,6 +66,7 @@ from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
 from oat_agents.algorithms.pg import PGConfig
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
 from oat_agents.loops.group_rl import make_grouped_vec
+from oat_agents.loops.overlap import ActorThread
 from oat_env.integrations.trl import prompt_dataset, reward_function
 
 TARGETS = {"tiny": 1.5, "smollm2": 2.0}
@@ -156,6 +157,7 @@ def time_ours(model: torch.nn.Module, tokenizer: Any, args: argparse.Namespace, 
     verifier's ``math_verify`` is not in the vLLM venv, so the benchmark process grades).
     """
     work = work or tiny_work()
+    asynchronous = bool(getattr(args, "asynchronous", False))
     if policy is None:
         from oat_agents.policies.hf import HFPolicy
 
@@ -171,24 +173,39 @@ def time_ours(model: torch.nn.Module, tokenizer: Any, args: argparse.Namespace, 
     agent = GroupRLAgent(policy, learner, GroupRLAgentConfig(
         num_samples=args.group, temperature=1.0, max_new_tokens=args.max_new_tokens,
         max_seq_length=work.max_seq_length, log_entropy=False,
-        pg=PGConfig(advantage_estimator="dr_grpo", loss_agg="constant"),
+        # asynchronous: each round is sampled one update behind the learner; TIS corrects it (as oat-train does).
+        pg=PGConfig(advantage_estimator="dr_grpo", loss_agg="constant", tis_cap=2.0 if asynchronous else None),
     ))
     obs, _ = env.reset(seed=0)
     marks = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        responses = agent.act(obs)
-        t1 = time.perf_counter()
-        obs, rewards, *_ = env.step(responses)
-        t2 = time.perf_counter()
-        agent.observe(rewards)
-        agent.learn()
-        t3 = time.perf_counter()
-        agent.sync_weights()
-        marks.append(time.perf_counter())
-        if rounds_out is not None:
-            rounds_out.append({"generate_s": t1 - t0, "verifier_s": t2 - t1, "learn_s": t3 - t2,
-                               "sync_s": marks[-1] - t3, "reward_mean": float(sum(rewards) / len(rewards))})
+    # --asynchronous: the next round's act runs in the loops' actor thread (its own torch thread) during learn().
+    actor = ActorThread() if asynchronous else None
+    ahead: tuple[Any, float] | None = None
+    try:
+        for step in range(args.steps):
+            t0 = time.perf_counter()
+            if ahead is None:
+                responses = agent.act(obs)
+                generate_s = time.perf_counter() - t0
+            else:
+                (responses, generate_s), ahead = ahead, None  # generated during the last learn()
+            t1 = time.perf_counter()
+            obs, rewards, *_ = env.step(responses)
+            t2 = time.perf_counter()
+            agent.observe(rewards)
+            if actor is not None and step + 1 < args.steps:
+                _, ahead = actor.run_beside(lambda obs=obs: agent.act(obs), agent.learn)
+            else:
+                agent.learn()
+            t3 = time.perf_counter()
+            agent.sync_weights()
+            marks.append(time.perf_counter())
+            if rounds_out is not None:
+                rounds_out.append({"generate_s": generate_s, "verifier_s": t2 - t1, "learn_s": t3 - t2,
+                                   "sync_s": marks[-1] - t3, "reward_mean": float(sum(rewards) / len(rewards))})
+    finally:
+        if actor is not None:
+            actor.close()
     env.close()
     return (marks[-1] - marks[0]) / ((len(marks) - 1) * args.prompts * args.group)
 
@@ -294,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=None, help="AdamW learning rate (3e-4; smollm2 1e-6)")
     parser.add_argument("--hidden", type=int, default=64, help="tiny model width")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default $OMP_NUM_THREADS or 1)")
+    parser.add_argument("--asynchronous", action="store_true",
+                        help="ours (hf) overlaps the next round's generation with learning, as --loop.asynchronous "
+                             "(actor thread; the learner one update ahead, TIS cap 2); the timed span then includes "
+                             "the overlap")
     parser.add_argument("--trl-gradient-checkpointing", action="store_true",
                         help="TRL's own default (recompute activations); off = the same work as ours")
     return parser
