@@ -157,7 +157,7 @@ class DAPAgent(Agent):
         dap = self.config.dap
         # policy_tokens[:, t] scores input_ids[:, t] (0 off the response).
         policy_sum, lengths, policy_tokens = sequence_logprobs(
-            self.learner.engine, input_ids, attention_mask, response_mask
+            self.learner.engine, input_ids, attention_mask, response_mask, share_prompt=self.learner.config.share_prompt
         )
         ref_sum = ref_tokens = None
         if dap.loss_type != "simpo":

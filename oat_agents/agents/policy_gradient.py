@@ -168,6 +168,7 @@ class PGAgent(Agent):
         return token_logprobs(  # (B, L) each, at the sampling temperature (the sampler's log-probs are too)
             self.learner.engine, batch["input_ids"], batch["attention_mask"], self.config.temperature,
             batch["response_mask"], with_entropy=with_entropy, entropy_grad=self.pg.entropy_coef > 0,
+            share_prompt=self.learner.config.share_prompt,
         )
 
     def _ref_logps(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

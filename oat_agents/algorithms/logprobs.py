@@ -17,13 +17,16 @@ candidate scores, the DAP losses' sequence sums -- comes from :func:`token_logpr
 concatenate them along the batch axis (pad to a common length) and split the outputs, e.g.
 ``sum_logps[:B], sum_logps[B:]``.
 
-Chosen and rejected responses go through the model as one batch: concatenate them along the batch
-axis (pad to a common length) and split the outputs, e.g. ``sum_logps[:B], sum_logps[B:]``.
+With ``share_prompt=True`` rows that share a prompt (DPO's chosen and rejected, a GRPO group) are packed so the
+prompt goes through the model once (:mod:`oat_agents.algorithms.shared_prompt`); the outputs keep this layout and
+equal the plain pass's up to float rounding.
 """
 
 from __future__ import annotations
 
 import torch
+
+from oat_agents.algorithms.shared_prompt import SharedPromptPack, check_packable, pack_shared_prompts
 
 
 def gather_token_logps(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -60,6 +63,7 @@ def token_logprobs(
     response_mask: torch.Tensor | None = None,
     with_entropy: bool = False,
     entropy_grad: bool = True,
+    share_prompt: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs ``(B, L)`` aligned with ``input_ids`` (module docstring), one forward pass.
 
@@ -72,6 +76,9 @@ def token_logprobs(
         with_entropy: also return the entropy ``(B, L)`` of the tempered next-token distribution that predicts
             ``x_t`` (same alignment, same masking).
         entropy_grad: whether the entropy keeps its graph (False saves memory when it is only logged).
+        share_prompt: with a ``response_mask``, pack the rows that share a prompt into one row each
+            (:mod:`~oat_agents.algorithms.shared_prompt`: the prompt is computed once); the same outputs up to
+            float rounding. Needs an attention implementation that takes a 4D mask ("sdpa", "eager").
 
     Returns:
         ``(logps, entropy)``; ``entropy`` is None unless ``with_entropy``. Gradients flow as the model's do.
@@ -81,6 +88,10 @@ def token_logprobs(
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     B, L = input_ids.shape
+    if share_prompt and response_mask is not None:
+        pack = pack_shared_prompts(input_ids, attention_mask, response_mask)
+        if pack is not None:
+            return _packed_token_logprobs(model, pack, (B, L), temperature, response_mask, with_entropy, entropy_grad)
     # Only the positions that predict a response token need the LM head (a V-wide matmul and logsumexp per
     # position): with a response mask, keep the last K = L - first + 1 positions, `first` the earliest response
     # token of the batch (a TL;DR prompt of ~250 tokens and a 64-token summary: ~3x fewer head positions).
@@ -107,12 +118,43 @@ def token_logprobs(
     return logps, entropy
 
 
-_LOGITS_TO_KEEP: dict[type, bool] = {}
+def _packed_token_logprobs(
+    model: torch.nn.Module,
+    pack: SharedPromptPack,
+    shape: tuple[int, int],
+    temperature: float,
+    response_mask: torch.Tensor,
+    with_entropy: bool,
+    entropy_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`token_logprobs` through a shared-prompt pack: one forward pass over the ``(R, L')`` packed rows, the
+    logits read at each segment token's predictor and scattered back to the ``(B, L)`` layout."""
+    check_packable(model)
+    B, L = shape
+    R, Lp = pack.input_ids.shape
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    first = int(pack.predictor_col.min())  # the earliest predictor column: the LM head runs from there on
+    kwargs: dict = {"logits_to_keep": Lp - first} if _takes_logits_to_keep(model) else {}
+    logits = model(input_ids=pack.input_ids, attention_mask=pack.additive_mask(dtype), position_ids=pack.position_ids,
+                   **kwargs).logits  # (R, K, V), K = Lp - first (or Lp)
+    offset = Lp - logits.shape[1]
+    predicting = logits[pack.predictor_row, pack.predictor_col - offset]  # (N, V): the logit before each token
+    picked = gather_token_logps(predicting, pack.target_ids, temperature)  # (N,)
+    keep = response_mask.bool()
+    # out-of-place index_put keeps the graph: (B * L,) zeros with the N segment log-probs put in, then (B, L)
+    logps = picked.new_zeros(B * L).index_put((pack.source,), picked).view(B, L)
+    logps = torch.where(keep, logps, torch.zeros_like(logps))
+    entropy = None
+    if with_entropy:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
+            ent = token_entropy(predicting.float() / temperature)  # (N,)
+        entropy = ent.new_zeros(B * L).index_put((pack.source,), ent).view(B, L)
+        entropy = torch.where(keep, entropy, torch.zeros_like(entropy))
+    return logps, entropy
 
 
-def _takes_logits_to_keep(model: torch.nn.Module) -> bool:
-    """Whether the causal LM (under a DeepSpeed engine or peft wrapper, if any) takes ``logits_to_keep``
-    (transformers' causal LMs do); cached per class."""
+def inner_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model under a DeepSpeed engine and/or a peft wrapper (``model`` itself if neither)."""
     inner = model
     for _ in range(4):  # DeepSpeedEngine.module -> PeftModel.base_model.model -> the HF model
         if hasattr(inner, "module") and isinstance(inner.module, torch.nn.Module):
@@ -121,6 +163,16 @@ def _takes_logits_to_keep(model: torch.nn.Module) -> bool:
             inner = inner.get_base_model()
         else:
             break
+    return inner
+
+
+_LOGITS_TO_KEEP: dict[type, bool] = {}
+
+
+def _takes_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the causal LM (under a DeepSpeed engine or peft wrapper, if any) takes ``logits_to_keep``
+    (transformers' causal LMs do); cached per class."""
+    inner = inner_model(model)
     key = type(inner)
     if key not in _LOGITS_TO_KEEP:
         import inspect
@@ -138,6 +190,7 @@ def sequence_logprobs(
     attention_mask: torch.Tensor,
     response_mask: torch.Tensor,
     temperature: float = 1.0,
+    share_prompt: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-probs of the response tokens of each sequence, in a single forward pass.
 
@@ -147,6 +200,7 @@ def sequence_logprobs(
         attention_mask: ``(B, L)`` 1 for real tokens, 0 for padding.
         response_mask: ``(B, L)`` bool, True at response tokens (must be real tokens, never position 0).
         temperature: divide logits by this before the softmax (match the sampler's temperature).
+        share_prompt: compute each shared prompt once (:func:`token_logprobs`).
 
     Returns:
         ``(sum_logps, lengths, per_token_logps)``: ``(B,)`` summed response log-probs (float32, with
@@ -168,5 +222,6 @@ def sequence_logprobs(
     if bool((response_mask & ~attention_mask.bool()).any()):
         raise ValueError("response_mask marks padding positions (attention_mask == 0)")
 
-    per_token, _ = token_logprobs(model, input_ids, attention_mask, temperature, response_mask)  # (B, L)
+    per_token, _ = token_logprobs(model, input_ids, attention_mask, temperature, response_mask,
+                                  share_prompt=share_prompt)  # (B, L)
     return per_token.sum(-1), response_mask.sum(-1), per_token

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from oat_agents.algorithms.logprobs import token_logprobs
+from oat_agents.algorithms.shared_prompt import check_packable
 
 from . import dist
 from .schedules import SCHEDULES, make_lr_lambda
@@ -81,6 +82,13 @@ class LearnerConfig:
     """torch AdamW kernel: "fused" (one pass per tensor; what TRL's default ``adamw_torch_fused`` uses), "foreach"
     or "for_loop" (torch's CPU default). Same update rule; they differ only in float rounding (~1e-8). On CPU
     fused is ~3.5x faster than for_loop on SmolLM2-135M (0.25 s vs 0.9 s per step)."""
+    share_prompt: bool = False
+    """Compute each prompt once per forward pass for all the responses that continue it (DPO's chosen and
+    rejected, a GRPO group): the rows are packed behind one copy of the prompt with a block-causal 4D mask
+    (:mod:`oat_agents.algorithms.shared_prompt`). The same log-probs and gradients up to float rounding, with
+    ``P + Σ S`` instead of ``Σ (P + S)`` tokens: about 1.7x fewer for TL;DR pairs, 2x for GSM8K groups of 4.
+    Needs attention that takes a custom mask ("sdpa" or "eager"; checked when the engine is built). Off by
+    default: with short prompts the dense mask costs more than it saves."""
     ref_offload: bool = False
     """Keep the frozen reference model on CPU (ZeRO-3: parameters offloaded to CPU) to save accelerator memory."""
     lora_rank: int = 0
@@ -182,6 +190,10 @@ class LearnerEngine:
             raise TypeError(f"config must be a LearnerConfig, got {type(config).__name__}")
         if ref_model is not None and not isinstance(ref_model, nn.Module):
             raise TypeError(f"ref_model must be a torch.nn.Module or None, got {type(ref_model).__name__}")
+        if config.share_prompt:  # refused before anything is built
+            check_packable(model)
+            if ref_model is not None:
+                check_packable(ref_model)
         import deepspeed
 
         self.config = config
@@ -452,14 +464,15 @@ class LearnerEngine:
             try:
                 with self.module.disable_adapter():
                     return token_logprobs(self.engine, input_ids.to(self.device), _maybe_to(attention_mask, self.device),
-                                          temperature, _maybe_to(response_mask, self.device))[0]
+                                          temperature, _maybe_to(response_mask, self.device),
+                                          share_prompt=self.config.share_prompt)[0]
             finally:
                 self.engine.train(was_training)
         ref_device = torch.device(
             getattr(self.ref_model, "device", None) or next(self.ref_model.parameters()).device
         )
         logps, _ = token_logprobs(self.ref_model, input_ids.to(ref_device), _maybe_to(attention_mask, ref_device),
-                                  temperature, _maybe_to(response_mask, ref_device))
+                                  temperature, _maybe_to(response_mask, ref_device), share_prompt=self.config.share_prompt)
         return logps.to(self.device)
 
     @torch.no_grad()
@@ -470,7 +483,7 @@ class LearnerEngine:
         """Per-token log-probs ``(B, L)`` of the current policy at ``temperature``, without gradient (e.g. PPO old
         log-probs); the convention of :meth:`ref_logps`."""
         return token_logprobs(self.engine, input_ids.to(self.device), _maybe_to(attention_mask, self.device),
-                              temperature, _maybe_to(response_mask, self.device))[0]
+                              temperature, _maybe_to(response_mask, self.device), share_prompt=self.config.share_prompt)[0]
 
     # ------------------------------------------------------------------ weights out
     def hf_model(self) -> nn.Module:
