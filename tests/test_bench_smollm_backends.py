@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from oat_agents.bench import dap_vs_trl, grpo_vs_trl, vllm_side
+from oat_agents.bench.rounds import round_timings
 from oat_agents.bench.vllm_side import (
     RESULT_MARKER,
     BridgedOracle,
@@ -165,6 +166,8 @@ def test_check_spec():
         (good_spec(model_dir=""), "model_dir"),
         (good_spec(params={"steps": 3, "prompts": 2, "group": 4}), "params.max_new_tokens"),
         (good_spec(params={"steps": True, "prompts": 2, "group": 4, "max_new_tokens": 8}), "params.steps"),
+        (good_spec(params={"steps": 3, "prompts": 2, "group": 4, "max_new_tokens": 8, "share_prompt": "yes"}),
+         "params.share_prompt"),
         (good_spec(threads=0), "threads"),
         (good_spec(oracle_bridge={"address": "/x"}), "oracle_bridge"),
         ({"job": "dap"}, "lacks"),
@@ -314,20 +317,41 @@ def test_round_timings(tmp_path):
     rows = [{"misc/rounds": 1, "actor/generate_s": 2.0, "train/step_s": 3.0, "misc/round_s": 5.5, "x": 1},
             {"eval/win_rate": 0.5}, {"misc/rounds": 2, "actor/generate_s": 1.0, "misc/weight_sync_s": 0.25}]
     file.write_text("\n".join(json.dumps(r) for r in rows))
-    assert dap_vs_trl.round_timings(str(file)) == [
+    assert round_timings(str(file)) == [
         {"generate_s": 2.0, "learn_s": 3.0, "round_s": 5.5}, {"generate_s": 1.0, "sync_s": 0.25}]
-    assert dap_vs_trl.round_timings(str(tmp_path / "none.jsonl")) == []
+    assert round_timings(str(tmp_path / "none.jsonl")) == []
 
 
-def test_grpo_time_ours_overlaps_when_asynchronous():
-    """``grpo-vs-trl --asynchronous``: rounds after the first were generated ahead, during the previous learn()."""
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_grpo_time_ours_runs_the_library_loop(monkeypatch, asynchronous):
+    """``time_ours`` is ``run_online_rl`` timed by its ``misc/round_s`` (first round excluded); with
+    ``--asynchronous`` every round after the first is generated in the loops' actor thread during the previous
+    ``learn()``; ``--share-prompt`` (the default) reaches the learner."""
+    import threading
+
+    from oat_agents.agents.group_rl import GroupRLAgent
     from oat_agents.tiny import CharTokenizer, build_tiny_llama
 
+    acted_in: list[str] = []
+    share: list[bool] = []
+    act = GroupRLAgent.act
+
+    def recording_act(self, obs):
+        acted_in.append(threading.current_thread().name)
+        share.append(self.learner.config.share_prompt)
+        return act(self, obs)
+
+    monkeypatch.setattr(GroupRLAgent, "act", recording_act)
     tokenizer = CharTokenizer()
     model = build_tiny_llama(len(tokenizer), hidden=32, layers=1, heads=2, seed=0)
-    args = grpo_vs_trl.check_args(grpo_vs_trl.build_parser().parse_args(
-        ["--steps", "3", "--prompts", "2", "--group", "2", "--max-new-tokens", "3", "--asynchronous"]))
+    argv = ["--steps", "3", "--prompts", "2", "--group", "2", "--max-new-tokens", "3"]
+    args = grpo_vs_trl.check_args(grpo_vs_trl.build_parser().parse_args(argv + ["--asynchronous"] * asynchronous))
     rounds: list[dict[str, float]] = []
     seconds = grpo_vs_trl.time_ours(model, tokenizer, args, rounds_out=rounds)
-    assert seconds > 0 and len(rounds) == 3
-    assert all(r["generate_s"] > 0 and r["learn_s"] > 0 for r in rounds)
+    assert len(rounds) == 3 and all(r["generate_s"] > 0 and r["learn_s"] > 0 for r in rounds)
+    assert seconds == pytest.approx(sum(r["round_s"] for r in rounds[1:]) / (2 * 4))
+    assert len(acted_in) == 3 and share == [True] * 3
+    if asynchronous:
+        assert acted_in[0] == "MainThread" and all(name.startswith("oat-actor") for name in acted_in[1:])
+    else:
+        assert acted_in == ["MainThread"] * 3

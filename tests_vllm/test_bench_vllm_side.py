@@ -39,7 +39,8 @@ def test_grpo_worker_times_rounds_and_syncs_every_one(tiny_dir):
 
     verifier = CountingVerifier(env_verifier(tiny_work()))
     spec = {"job": "grpo", "workload": "tiny-arithmetic", "model_dir": tiny_dir, "threads": 1, "seed": 0,
-            "params": {"steps": 3, "prompts": 2, "group": 2, "max_new_tokens": 4, "lr": 1e-3, "max_seq_length": 64}}
+            "params": {"steps": 3, "prompts": 2, "group": 2, "max_new_tokens": 4, "lr": 1e-3, "max_seq_length": 64,
+                       "share_prompt": True}}  # as the benchmark sends it
     result = run_worker(spec, oracle=verifier, python=sys.executable, timeout_s=900, echo=False)
     assert verifier.calls == 3  # one batched grading per round, in this process
     assert result["backend"] == "vllm" and result["job"] == "grpo"
@@ -69,7 +70,7 @@ def test_dap_worker_on_tldr_through_the_oracle_bridge(tiny_dir):
     oracle = LengthOracle()
     spec = {"job": "dap", "workload": "smollm2-tldr", "model_dir": tiny_dir, "threads": 1, "seed": 0,
             "chat": False,  # the char tokenizer has no chat template
-            "params": {"pairs": 4, "batch": 2, "max_new_tokens": 4, "max_length": 2048}}
+            "params": {"pairs": 4, "batch": 2, "max_new_tokens": 4, "max_length": 2048, "share_prompt": True}}
     result = run_worker(spec, oracle=oracle, python=sys.executable, timeout_s=900, echo=False)
     assert result["job"] == "dap" and result["seconds"] > 0
     assert oracle.calls == 2  # one batched compare per round, answered in this process

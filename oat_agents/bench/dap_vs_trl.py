@@ -58,6 +58,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from oat_agents.bench.rounds import round_timings
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
@@ -188,13 +190,17 @@ def run_oat(
     seed: int,
     make_policy: Callable[[Any, Any, Workload], Any] = hf_policy,
     rounds_out: list[dict[str, float]] | None = None,
+    share_prompt: bool = False,
+    asynchronous: bool = False,
 ) -> float:
     """Seconds for ``pairs`` preference pairs of online DPO with oat-gym.
 
     ``make_policy(model, tokenizer, work)`` builds the actor (default :func:`hf_policy`; the vLLM worker,
     :mod:`oat_agents.bench.vllm_side`, passes its ``VLLMPolicy``); it is called before the learner is built.
     ``rounds_out``: gets each round's timings from the loop's metrics (``generate_s``, ``oracle_s``,
-    ``learn_s``, ``sync_s``, ``round_s``).
+    ``learn_s``, ``sync_s``, ``round_s``). ``share_prompt``: ``LearnerConfig.share_prompt`` (chosen and rejected
+    behind one copy of their prompt); ``asynchronous``: ``LoopConfig(asynchronous=True)`` (the next round generated
+    while the learner trains; DPO needs no importance correction, arXiv 2410.18252).
     """
     import gymnasium as gym
 
@@ -211,7 +217,8 @@ def run_oat(
     learner = LearnerEngine(
         model,
         LearnerConfig(
-            zero_stage=0, micro_batch_size=batch, learning_rate=LEARNING_RATE, max_grad_norm=1.0, seed=seed
+            zero_stage=0, micro_batch_size=batch, learning_rate=LEARNING_RATE, max_grad_norm=1.0, seed=seed,
+            share_prompt=share_prompt,
         ),
         ref_model=copy.deepcopy(model),
     )
@@ -236,6 +243,7 @@ def run_oat(
             progress=False,
             tensorboard=False,
             seed=seed,
+            asynchronous=asynchronous,
         )
         start = time.perf_counter()
         result = run_online(env, agent, config)
@@ -248,25 +256,6 @@ def run_oat(
     return seconds
 
 
-ROUND_KEYS = {"actor/generate_s": "generate_s", "oracle/s": "oracle_s", "train/step_s": "learn_s",
-              "misc/weight_sync_s": "sync_s", "misc/round_s": "round_s"}
-
-
-def round_timings(metrics_file: str) -> list[dict[str, float]]:
-    """Per-round seconds from the loop's ``metrics.jsonl`` (the rows with ``misc/rounds``), renamed by ROUND_KEYS."""
-    import json
-
-    out = []
-    if not os.path.isfile(metrics_file):
-        return out
-    with open(metrics_file) as f:
-        for line in f:
-            row = json.loads(line)
-            if "misc/rounds" in row:
-                out.append({name: float(row[key]) for key, name in ROUND_KEYS.items() if key in row})
-    return out
-
-
 def save_model_dir(work: Workload, seed: int, directory: str) -> str:
     """The workload's model written as a ``save_pretrained`` directory (what the vLLM worker loads)."""
     from oat_agents.smollm import save_smollm
@@ -277,7 +266,7 @@ def save_model_dir(work: Workload, seed: int, directory: str) -> str:
 
 
 def run_oat_vllm(work: Workload, model_dir: str, pairs: int, batch: int, max_new_tokens: int, seed: int,
-                 threads: int, rounds_out: list[dict[str, float]] | None = None) -> float:
+                 threads: int, rounds_out: list[dict[str, float]] | None = None, share_prompt: bool = False) -> float:
     """:func:`run_oat` with ``VLLMPolicy`` as the actor, in the vLLM venv (:mod:`oat_agents.bench.vllm_side`).
     The env's embedding oracle stays in this process and is bridged to the worker's env."""
     import gymnasium as gym
@@ -289,7 +278,8 @@ def run_oat_vllm(work: Workload, model_dir: str, pairs: int, batch: int, max_new
     oracle = env.unwrapped.task.oracle
     oracle = getattr(oracle, "oracle", oracle)  # the env re-applies its reference rule around the bridged one
     spec = {"job": "dap", "workload": "smollm2-tldr", "model_dir": model_dir, "threads": threads, "seed": seed,
-            "params": {"pairs": pairs, "batch": batch, "max_new_tokens": max_new_tokens, "max_length": work.max_length}}
+            "params": {"pairs": pairs, "batch": batch, "max_new_tokens": max_new_tokens, "max_length": work.max_length,
+                       "share_prompt": share_prompt}}
     try:
         result = run_worker(spec, oracle=oracle)
     finally:
@@ -381,7 +371,14 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--share-prompt", action=argparse.BooleanOptionalAction, default=True,
+                        help="ours' learner computes each pair's prompt once (LearnerConfig.share_prompt)")
+    parser.add_argument("--asynchronous", action="store_true",
+                        help="ours (hf) overlaps the next round's generation with learning (--loop.asynchronous: "
+                             "an actor thread with its own torch thread, so ours uses 2 threads to TRL's --threads)")
     args = parser.parse_args()
+    if args.asynchronous and args.backend != "hf":
+        raise SystemExit("--asynchronous applies to --backend hf (the vLLM side runs synchronously in its own venv)")
     sides = backend_sides(args.backend, args.model)
     real = args.model == "smollm2"
     args.batch = args.batch or (4 if real else 16)
@@ -407,10 +404,12 @@ def main() -> None:
                 per_round: list[dict[str, float]] = []
                 if side == "hf":
                     times[side].append(run_oat(work, pairs, args.batch, args.max_new_tokens, args.seed,
-                                               rounds_out=per_round))
+                                               rounds_out=per_round, share_prompt=args.share_prompt,
+                                               asynchronous=args.asynchronous))
                 else:
                     times[side].append(run_oat_vllm(work, model_dir, pairs, args.batch, args.max_new_tokens,
-                                                    args.seed, args.threads, rounds_out=per_round))
+                                                    args.seed, args.threads, rounds_out=per_round,
+                                                    share_prompt=args.share_prompt))
                 rounds[side] = per_round
                 print(f"[dap-vs-trl] ours-{side}: {times[side][-1]:.1f} s for {pairs} pairs", flush=True)
                 gc.collect()  # the side's models and engines, before the next side (the vLLM worker needs the memory)
@@ -422,7 +421,8 @@ def main() -> None:
     labels = {"hf": "oat-gym (DAPAgent, HF)", "vllm": "oat-gym (DAPAgent, vLLM)", "trl": "TRL OnlineDPOTrainer"}
     print(
         f"online DPO, {work.name}, CPU x{args.threads} thread(s): {pairs} pairs per side, batch {args.batch}, "
-        f"{args.max_new_tokens} new tokens, best of {args.repeats}"
+        f"{args.max_new_tokens} new tokens, best of {args.repeats}; ours: share_prompt={args.share_prompt}, "
+        f"asynchronous={args.asynchronous}"
     )
     print(f"{'':<26}{'s / 1000 pairs':>16}   all runs (s)")
     for side in (*sides, "trl"):

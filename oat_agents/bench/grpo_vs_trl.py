@@ -64,9 +64,10 @@ import torch
 import oat_env  # noqa: F401
 from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
 from oat_agents.algorithms.pg import PGConfig
+from oat_agents.bench.rounds import round_timings
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
-from oat_agents.loops.group_rl import make_grouped_vec
-from oat_agents.loops.overlap import ActorThread
+from oat_agents.loops.bookkeeping import LoopConfig
+from oat_agents.loops.group_rl import make_grouped_vec, run_online_rl
 from oat_env.integrations.trl import prompt_dataset, reward_function
 
 TARGETS = {"tiny": 1.5, "smollm2": 2.0}
@@ -149,12 +150,16 @@ def env_verifier(work: GRPOWork) -> Any:
 
 def time_ours(model: torch.nn.Module, tokenizer: Any, args: argparse.Namespace, work: GRPOWork | None = None,
               policy: Any = None, rounds_out: list[dict[str, float]] | None = None, verifier: Any = None) -> float:
-    """Seconds per completion of our Dr.GRPO rounds (first round excluded).
+    """Seconds per completion of our Dr.GRPO rounds (first round excluded), run by the library's own loop
+    (:func:`~oat_agents.loops.group_rl.run_online_rl`: one round = act, step, observe, learn, weight sync), timed
+    by its per-round ``misc/round_s``.
 
     ``policy``: the actor (default an ``HFPolicy`` on a copy of ``model``; the vLLM worker passes its
-    ``VLLMPolicy``). ``rounds_out`` gets each round's ``generate_s``, ``verifier_s``, ``learn_s``, ``sync_s``.
-    ``verifier``: replaces the env's own verifier object (the vLLM worker passes the bridged one: the math
-    verifier's ``math_verify`` is not in the vLLM venv, so the benchmark process grades).
+    ``VLLMPolicy``). ``rounds_out`` gets each round's ``generate_s``, ``oracle_s`` (the verifier), ``learn_s``,
+    ``sync_s``, ``round_s``, ``reward_mean``. ``verifier``: replaces the env's own verifier object (the vLLM worker
+    passes the bridged one: the math verifier's ``math_verify`` is not in the vLLM venv, so the benchmark process
+    grades). ``args.asynchronous``: ``LoopConfig(asynchronous=True)`` (the next round generated during ``learn``,
+    TIS cap 2 as ``oat-train`` sets); ``args.share_prompt``: ``LearnerConfig.share_prompt``.
     """
     work = work or tiny_work()
     asynchronous = bool(getattr(args, "asynchronous", False))
@@ -169,6 +174,7 @@ def time_ours(model: torch.nn.Module, tokenizer: Any, args: argparse.Namespace, 
         getattr(task, "inner", task).verifier = verifier  # the grouped stream wraps the verifiable task
     learner = LearnerEngine(copy.deepcopy(model), LearnerConfig(
         zero_stage=0, learning_rate=args.lr, micro_batch_size=args.prompts * args.group, max_grad_norm=1.0, seed=0,
+        share_prompt=bool(getattr(args, "share_prompt", False)),
     ))
     agent = GroupRLAgent(policy, learner, GroupRLAgentConfig(
         num_samples=args.group, temperature=1.0, max_new_tokens=args.max_new_tokens,
@@ -176,38 +182,21 @@ def time_ours(model: torch.nn.Module, tokenizer: Any, args: argparse.Namespace, 
         # asynchronous: each round is sampled one update behind the learner; TIS corrects it (as oat-train does).
         pg=PGConfig(advantage_estimator="dr_grpo", loss_agg="constant", tis_cap=2.0 if asynchronous else None),
     ))
-    obs, _ = env.reset(seed=0)
-    marks = []
-    # --asynchronous: the next round's act runs in the loops' actor thread (its own torch thread) during learn().
-    actor = ActorThread() if asynchronous else None
-    ahead: tuple[Any, float] | None = None
+    completions = args.prompts * args.group
     try:
-        for step in range(args.steps):
-            t0 = time.perf_counter()
-            if ahead is None:
-                responses = agent.act(obs)
-                generate_s = time.perf_counter() - t0
-            else:
-                (responses, generate_s), ahead = ahead, None  # generated during the last learn()
-            t1 = time.perf_counter()
-            obs, rewards, *_ = env.step(responses)
-            t2 = time.perf_counter()
-            agent.observe(rewards)
-            if actor is not None and step + 1 < args.steps:
-                _, ahead = actor.run_beside(lambda obs=obs: agent.act(obs), agent.learn)
-            else:
-                agent.learn()
-            t3 = time.perf_counter()
-            agent.sync_weights()
-            marks.append(time.perf_counter())
-            if rounds_out is not None:
-                rounds_out.append({"generate_s": generate_s, "verifier_s": t2 - t1, "learn_s": t3 - t2,
-                                   "sync_s": marks[-1] - t3, "reward_mean": float(sum(rewards) / len(rewards))})
+        with tempfile.TemporaryDirectory() as log_dir:
+            config = LoopConfig(total_queries=args.steps * completions, sync_params_every=1, eval_query_interval=0,
+                                log_dir=log_dir, progress=False, tensorboard=False, seed=0,
+                                asynchronous=asynchronous)
+            result = run_online_rl(env, agent, config)
+            rounds = round_timings(os.path.join(log_dir, "metrics.jsonl"))
     finally:
-        if actor is not None:
-            actor.close()
-    env.close()
-    return (marks[-1] - marks[0]) / ((len(marks) - 1) * args.prompts * args.group)
+        env.close()
+    if result.rounds != args.steps or len(rounds) != args.steps:
+        raise RuntimeError(f"ours ran {result.rounds} rounds ({len(rounds)} logged), expected {args.steps}")
+    if rounds_out is not None:
+        rounds_out.extend(rounds)
+    return sum(r["round_s"] for r in rounds[1:]) / ((len(rounds) - 1) * completions)
 
 
 def time_trl(model: torch.nn.Module, tokenizer: Any, args: argparse.Namespace, work: GRPOWork | None = None) -> float:
@@ -282,7 +271,7 @@ def time_ours_vllm(model: Any, tokenizer: Any, args: argparse.Namespace, work: G
     from oat_agents.smollm import save_smollm
 
     save_smollm(model, tokenizer, model_dir)
-    params = {k: getattr(args, k) for k in ("steps", "prompts", "group", "max_new_tokens", "lr")}
+    params = {k: getattr(args, k) for k in ("steps", "prompts", "group", "max_new_tokens", "lr", "share_prompt")}
     params["max_seq_length"] = work.max_seq_length
     spec = {"job": "grpo", "workload": "smollm2-gsm8k", "model_dir": model_dir, "threads": args.threads,
             "seed": 0, "params": params}
@@ -312,9 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden", type=int, default=64, help="tiny model width")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default $OMP_NUM_THREADS or 1)")
     parser.add_argument("--asynchronous", action="store_true",
-                        help="ours (hf) overlaps the next round's generation with learning, as --loop.asynchronous "
-                             "(actor thread; the learner one update ahead, TIS cap 2); the timed span then includes "
-                             "the overlap")
+                        help="ours (hf) overlaps the next round's generation with learning: --loop.asynchronous "
+                             "(an actor thread with its own torch thread; the learner one update ahead, TIS cap 2)")
+    parser.add_argument("--share-prompt", action=argparse.BooleanOptionalAction, default=True,
+                        help="ours' learner computes each group's prompt once (LearnerConfig.share_prompt)")
     parser.add_argument("--trl-gradient-checkpointing", action="store_true",
                         help="TRL's own default (recompute activations); off = the same work as ours")
     return parser
@@ -359,7 +349,8 @@ def main(argv: list[str] | None = None) -> None:
         per_completion["trl"] = time_trl(model, tokenizer, args, work)
     target = TARGETS[args.model]
     print(f"{work.name}: completions/step: {args.prompts} prompts x {args.group} = {args.prompts * args.group}, "
-          f"max_new_tokens={args.max_new_tokens}, timed steps: {args.steps - 1}, CPU x{args.threads} thread(s)")
+          f"max_new_tokens={args.max_new_tokens}, timed steps: {args.steps - 1}, CPU x{args.threads} thread(s); "
+          f"ours: share_prompt={args.share_prompt}, asynchronous={args.asynchronous}")
     labels = {"hf": "ours (GroupRLAgent Dr.GRPO, HF)", "vllm": "ours (GroupRLAgent Dr.GRPO, vLLM)",
               "trl": "TRL GRPOTrainer (dr_grpo)"}
     for side in (*sides, "trl"):

@@ -134,6 +134,8 @@ def check_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
         value = spec["params"].get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"params.{key} must be an int >= 1, got {value!r}")
+    if not isinstance(spec["params"].get("share_prompt", False), bool):
+        raise ValueError(f"params.share_prompt must be true or false, got {spec['params']['share_prompt']!r}")
     threads = spec.get("threads", 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be an int >= 1, got {threads!r}")
@@ -392,7 +394,8 @@ def run_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
         policy = _vllm_policy(spec, work.chat, work.max_length)
         _launcher_env()
         seconds = dap.run_oat(work, params["pairs"], params["batch"], params["max_new_tokens"], seed,
-                              make_policy=lambda *_: policy, rounds_out=rounds)
+                              make_policy=lambda *_: policy, rounds_out=rounds,
+                              share_prompt=bool(params.get("share_prompt", False)))
     else:
         from oat_agents.bench import grpo_vs_trl as grpo
 
