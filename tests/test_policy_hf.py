@@ -273,3 +273,47 @@ def test_cuda_generation_reproducible_and_consistent(tokenizer):
     with torch.no_grad():
         per_token = sequence_logprobs(policy.model, ids, torch.ones_like(ids), mask, temperature=0.8)[2]
     assert per_token[0, len(prompt_ids) :].tolist() == pytest.approx(a.logprobs[1][0], abs=1e-3)
+
+
+def _recording(policy: HFPolicy) -> list[tuple[int, int]]:
+    """Record the (rows, columns) of every forward pass of ``policy.model``."""
+    shapes: list[tuple[int, int]] = []
+    forward = policy.model.forward
+
+    def record(*args, **kwargs):
+        shapes.append(tuple(kwargs["input_ids"].shape))
+        return forward(*args, **kwargs)
+
+    policy.model.forward = record
+    return shapes
+
+
+@pytest.mark.parametrize("sampling", [SamplingParams(temperature=0.0, max_new_tokens=6),
+                                      SamplingParams(temperature=1.0, max_new_tokens=6, seed=3),
+                                      SamplingParams(temperature=0.7, max_new_tokens=8, seed=1, stop=("1",))])
+def test_shared_prefill_gives_the_same_generations(tokenizer, sampling):
+    """share_prefill: each distinct prompt is prefilled once and its cache copied to its n rows; generate then runs
+    one column per step. Same tokens, log-probs, texts and finish reasons as the plain prefill."""
+    model = tiny(tokenizer, seed=2)
+    plain = HFPolicy(copy.deepcopy(model), tokenizer, device="cpu")
+    shared = HFPolicy(copy.deepcopy(model), tokenizer, device="cpu", share_prefill=True)
+    shapes = _recording(shared)
+    prompts = ["3+4=", "12+9=", "7="]  # different lengths: left padding in the prefill
+    a, b = plain.generate(prompts, n=3, sampling=sampling), shared.generate(prompts, n=3, sampling=sampling)
+    assert a.token_ids == b.token_ids and a.texts == b.texts and a.finish_reasons == b.finish_reasons
+    for la, lb in zip(a.logprobs, b.logprobs):
+        for ra, rb in zip(la, lb):
+            assert ra == pytest.approx(rb, rel=1e-4, abs=1e-4)  # the batch of 3 vs 9 rows rounds differently
+    width = max(len(shared.encode_prompt(p)) for p in prompts)
+    assert shapes[0] == (3, width - 1)  # one prefill row per distinct prompt, all but the last column
+    assert all(s == (9, 1) for s in shapes[1:])  # then every row, one token at a time
+
+
+def test_shared_prefill_falls_back_when_nothing_repeats(tokenizer):
+    shared = HFPolicy(tiny(tokenizer), tokenizer, device="cpu", share_prefill=True, max_batch_size=2)
+    shapes = _recording(shared)
+    g = shared.generate(["1+2=", "3+4="], n=1, sampling=SamplingParams(temperature=0.0, max_new_tokens=2))
+    assert len(g.texts) == 2 and shapes[0] == (2, len(shared.encode_prompt("1+2=")))  # the plain prefill
+    shapes.clear()
+    shared.generate(["1+2="], n=3, sampling=SamplingParams(temperature=0.0, max_new_tokens=2))  # chunks of 2 + 1
+    assert shapes[0][0] == 1 and shapes[1] == (2, 1)  # the 2-row chunk shares; the 1-row chunk has nothing to share

@@ -279,3 +279,23 @@ def test_too_many_eval_prompts_are_refused_before_any_model_is_built(monkeypatch
     config.loop.num_eval_prompts = 50  # single-digit sums hold out 33 problems
     with pytest.raises(ValueError, match=r"--loop.num-eval-prompts 50 .* \(33\); pass --loop.num-eval-prompts 33"):
         train_module.train(config)
+
+
+def test_share_prefill_is_an_hf_backend_option(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--share-prefill is an HF-backend option"):
+        main([*TINY_ARGS, "--loop.log-dir", str(tmp_path), "--backend", "vllm", "--share-prefill"])
+
+
+def test_share_prefill_and_share_prompt_reach_the_policy_and_learner(tmp_path: Path, monkeypatch) -> None:
+    from oat_agents.agents.dap import DAPAgent
+
+    seen: list[tuple[bool, bool]] = []
+    learn = DAPAgent.learn
+
+    def recording_learn(self):
+        seen.append((self.policy.share_prefill, self.learner.config.share_prompt))
+        return learn(self)
+
+    monkeypatch.setattr(DAPAgent, "learn", recording_learn)
+    summary = main([*TINY_ARGS, "--loop.log-dir", str(tmp_path), "--share-prefill", "--learner.share-prompt"])
+    assert summary.result.queries == 16 and seen and set(seen) == {(True, True)}

@@ -175,11 +175,12 @@ def arithmetic_reward_fn() -> Callable[..., list[float]]:
     return arithmetic_reward
 
 
-def hf_policy(model: Any, tokenizer: Any, work: Workload) -> Any:
+def hf_policy(model: Any, tokenizer: Any, work: Workload, share_prefill: bool = False) -> Any:
     """The HF actor of :func:`run_oat` (its own copy of the model)."""
     from oat_agents.policies.hf import HFPolicy
 
-    return HFPolicy(copy.deepcopy(model), tokenizer, device="cpu", apply_chat_template=work.chat)
+    return HFPolicy(copy.deepcopy(model), tokenizer, device="cpu", apply_chat_template=work.chat,
+                    share_prefill=share_prefill)
 
 
 def run_oat(
@@ -188,14 +189,15 @@ def run_oat(
     batch: int,
     max_new_tokens: int,
     seed: int,
-    make_policy: Callable[[Any, Any, Workload], Any] = hf_policy,
+    make_policy: Callable[[Any, Any, Workload], Any] | None = None,
     rounds_out: list[dict[str, float]] | None = None,
     share_prompt: bool = False,
     asynchronous: bool = False,
 ) -> float:
     """Seconds for ``pairs`` preference pairs of online DPO with oat-gym.
 
-    ``make_policy(model, tokenizer, work)`` builds the actor (default :func:`hf_policy`; the vLLM worker,
+    ``make_policy(model, tokenizer, work)`` builds the actor (default :func:`hf_policy`, sharing each prompt's
+    prefill between its 2 samples when ``share_prompt``; the vLLM worker,
     :mod:`oat_agents.bench.vllm_side`, passes its ``VLLMPolicy``); it is called before the learner is built.
     ``rounds_out``: gets each round's timings from the loop's metrics (``generate_s``, ``oracle_s``,
     ``learn_s``, ``sync_s``, ``round_s``). ``share_prompt``: ``LearnerConfig.share_prompt`` (chosen and rejected
@@ -212,7 +214,10 @@ def run_oat(
     from oat_agents.loops.duel import run_online
 
     model, tokenizer = work.model_and_tokenizer(seed)
-    policy = make_policy(model, tokenizer, work)
+    if make_policy is None:
+        policy = hf_policy(model, tokenizer, work, share_prefill=share_prompt)
+    else:
+        policy = make_policy(model, tokenizer, work)
     env = gym.make_vec(work.env_id, num_envs=batch, **work.env_kwargs)
     learner = LearnerEngine(
         model,
@@ -372,7 +377,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--share-prompt", action=argparse.BooleanOptionalAction, default=True,
-                        help="ours' learner computes each pair's prompt once (LearnerConfig.share_prompt)")
+                        help="ours computes each pair's prompt once: in the learner's forward passes "
+                             "(LearnerConfig.share_prompt) and in the HF actor's prefill (HFPolicy(share_prefill))")
     parser.add_argument("--asynchronous", action="store_true",
                         help="ours (hf) overlaps the next round's generation with learning (--loop.asynchronous: "
                              "an actor thread with its own torch thread, so ours uses 2 threads to TRL's --threads)")

@@ -86,7 +86,8 @@ def build_policy(config: TrainConfig, policy_model: Any, tokenizer: Any, kind: s
         return policy
     from oat_agents.policies.hf import HFPolicy
 
-    return HFPolicy(policy_model, tokenizer, apply_chat_template=config.apply_chat_template)
+    return HFPolicy(policy_model, tokenizer, apply_chat_template=config.apply_chat_template,
+                    share_prefill=config.share_prefill)
 
 
 def needs_reference(config: TrainConfig, kind: str | None = None) -> bool:

