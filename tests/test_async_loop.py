@@ -248,3 +248,23 @@ def test_a_learner_with_dropout_warns(tmp_path):
     envs = gym.make_vec("oat/Arithmetic-Duel-v0", num_envs=4, **ENV_KWARGS)
     with pytest.warns(UserWarning, match="dropout"):
         run_online(envs, agent, loop_config(tmp_path, "dropout", 8, asynchronous=True))
+
+
+def test_oat_train_asynchronous_checks_a_user_registered_env_once_its_kind_is_known(monkeypatch):
+    """A user id whose registration does not tell its kind (an untyped factory) is checked once the env is built:
+    the multi-turn refusal still comes before any model is built."""
+    from oat_agents.cli import build
+    from oat_agents.cli.train import TrainConfig, train
+
+    def factory(num_envs: int = 1, **kwargs):  # no return annotation: the kind is unknown until built
+        return gym.make_vec("oat/MathMultiTurn-v0", num_envs=num_envs, **kwargs)
+
+    gym.register(id="test17/UntypedMultiTurn-v0", vector_entry_point=factory)
+    monkeypatch.setattr(build, "build_models", lambda *a, **k: pytest.fail("a model was built"))
+    try:
+        config = TrainConfig(algo="reinforce", env_id="test17/UntypedMultiTurn-v0", num_envs=2)
+        config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, asynchronous=True))
+        with pytest.raises(ValueError, match="not supported for multi-turn"):
+            train(config)
+    finally:
+        gym.registry.pop("test17/UntypedMultiTurn-v0")

@@ -65,7 +65,8 @@ def workload_config(workload: str, args: argparse.Namespace, log_dir: str, async
 
 
 def run_mode(workload: str, mode: str, args: argparse.Namespace, root: Path, repeat: int) -> dict[str, float]:
-    """One run of ``workload`` in ``mode``: medians over its rounds (first excluded)."""
+    """One run of ``workload`` in ``mode``: medians over its rounds (first excluded; asynchronous, the last too: it
+    has no next round to generate beside its learning)."""
     from oat_agents.cli.train import train
 
     threads = args.threads if mode != "sync-split" else max(1, args.threads // 2)
@@ -76,7 +77,8 @@ def run_mode(workload: str, mode: str, args: argparse.Namespace, root: Path, rep
     train(config)
     wall = time.perf_counter() - start
     rows = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if "misc/round_s" in r][1:]
+    rows = [r for r in rows if "misc/round_s" in r]
+    rows = rows[1:-1] if mode == "async" and len(rows) > 2 else rows[1:]
     torch.set_num_threads(args.threads)
 
     def median(key: str) -> float:

@@ -37,8 +37,18 @@ runs ours-hf and ours-vllm and reports the ratio against the faster of the two. 
 (generation, oracle, learner step, sync, from the loop's metrics) is printed too. ``--quick`` (8 pairs, 2 rounds
 per side): about 4 minutes for ours-hf + TRL on 2 shared cores, plus about 2 for ours-vllm.
 
+What ours may do that TRL does not (the system under test; the maths is the same, tested):
+
+* ``--share-prompt`` (default; ``--no-share-prompt`` to compare): the learner computes each pair's prompt once for
+  chosen and rejected (``LearnerConfig.share_prompt``), and ours-hf prefills each prompt once for its 2 samples
+  (``HFPolicy(share_prefill=True)``; vLLM shares a prompt between its samples by itself);
+* ``--asynchronous`` (ours-hf only): ``LoopConfig(asynchronous=True)``, the next round generated in an actor thread
+  while the learner trains; each side gets one torch thread, so ours uses two threads to TRL's ``--threads``:
+  pass ``--threads 2`` to give TRL the same cores. A run of 2 rounds (``--quick``) has almost nothing to overlap:
+  ``--pairs 24`` (6 rounds) shows the steady state better.
+
 Run: ``OMP_NUM_THREADS=1 oat-bench dap-vs-trl [--quick] [--pairs 1000] [--batch 16] [--model tiny|smollm2]
-[--backend hf|vllm|both]``.
+[--backend hf|vllm|both] [--no-share-prompt] [--asynchronous --threads 2]``.
 Needs ``trl`` (``pip install trl``; the class lives in ``trl.experimental.online_dpo`` since TRL 0.2x).
 """
 

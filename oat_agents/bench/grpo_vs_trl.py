@@ -12,9 +12,15 @@ generation batch, so a completion earns on both sides exactly what ``env.step`` 
   ``beta = 0``, ``gradient_checkpointing=False`` (as ours; TRL's own default is on, see
   ``--trl-gradient-checkpointing``), transformers ``generate`` on CPU (no vLLM). Timed from the end of its first optimizer
   step to the end of the last (a ``TrainerCallback``), so setup and the first step are excluded.
-* **ours**: one round = ``agent.act`` (HFPolicy generate, ``n = G``) → grouped env ``step`` (one batched
-  verifier call) → ``observe`` → ``learn`` (one Dr.GRPO step on the DeepSpeed learner) →
-  ``sync_weights``; the first round is excluded the same way.
+* **ours**: :func:`~oat_agents.loops.group_rl.run_online_rl` (the library's loop), one round = ``agent.act``
+  (HFPolicy generate, ``n = G``) → grouped env ``step`` (one batched verifier call) → ``observe`` → ``learn`` (one
+  Dr.GRPO step on the DeepSpeed learner) → ``sync_weights``, timed by the loop's ``misc/round_s``; the first round
+  is excluded the same way. ``--share-prompt`` (default): the learner computes each group's prompt once
+  (``LearnerConfig.share_prompt``) and ours-hf prefills it once for its G samples (``HFPolicy(share_prefill=True)``).
+  ``--asynchronous`` (ours-hf): ``LoopConfig(asynchronous=True)`` with TIS cap 2, the next round generated in an
+  actor thread with its own torch thread while the learner trains (so ours uses two threads: ``--threads 2`` gives
+  TRL the same cores, and ours 1 + 1); the last round, with nothing left to generate beside it, is not timed either
+  (``--quick`` runs one step more).
 
 Models (``--model``):
 

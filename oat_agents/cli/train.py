@@ -281,6 +281,12 @@ def train(config: TrainConfig) -> TrainSummary:
     env = build_env(config, env_id, env_kwargs, kind or "duel")
     if kind is None:  # a user-registered id whose registration did not tell its kind
         kind = algos.check_built_env(config.algo, env_id, env)
+        if config.loop.asynchronous:  # now that the kind is known, still before any model is built
+            try:
+                config = asynchronous_options(config, kind)
+            except ValueError:
+                env.close()
+                raise
     check_eval_prompts(env, config.loop)  # before any model is built or warmed up
     policy_model, model, tokenizer, warm = build_models(config, env)
     # SEA's features, XPO's reference sampler and PPO's critic need the initial weights intact: copy them before
