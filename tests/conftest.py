@@ -57,3 +57,29 @@ def sandbox_processes(marker: str) -> list[int]:
         if marker.encode() in cmdline and state != "Z":
             pids.append(int(entry.name))
     return pids
+
+
+# -- the learner tests' tiny Llama (test_learner_engine, test_learner_checkpoint, test_learner_speed_engine) ---------
+LEARNER_VOCAB = 64
+
+
+def tiny_learner_llama(seed: int = 0):
+    """A 2-layer, width-32 ``LlamaForCausalLM`` over ``LEARNER_VOCAB`` tokens (GQA: 4 heads, 2 KV heads), seeded."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(
+        vocab_size=LEARNER_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64,
+    )
+    return transformers.LlamaForCausalLM(cfg)
+
+
+@pytest.fixture(scope="session")
+def learner_process_group():
+    """One gloo process group for the whole session (``init_distributed`` is idempotent)."""
+    from oat_agents.learners import init_distributed
+
+    init_distributed()
+    yield

@@ -327,7 +327,9 @@ def test_grpo_time_ours_runs_the_library_loop(monkeypatch, asynchronous):
     """``time_ours`` is ``run_online_rl`` timed by its ``misc/round_s`` (first round excluded, and the last when
     asynchronous); with
     ``--asynchronous`` every round after the first is generated in the loops' actor thread during the previous
-    ``learn()``; ``--share-prompt`` (the default) reaches the learner."""
+    ``learn()``; ``--share-prompt`` reaches the learner (its default: on with smollm2, off with the tiny model)."""
+    assert grpo_vs_trl.check_args(grpo_vs_trl.build_parser().parse_args([])).share_prompt is False
+    assert grpo_vs_trl.check_args(grpo_vs_trl.build_parser().parse_args(["--model", "smollm2"])).share_prompt
     import threading
 
     from oat_agents.agents.group_rl import GroupRLAgent
@@ -345,7 +347,7 @@ def test_grpo_time_ours_runs_the_library_loop(monkeypatch, asynchronous):
     monkeypatch.setattr(GroupRLAgent, "act", recording_act)
     tokenizer = CharTokenizer()
     model = build_tiny_llama(len(tokenizer), hidden=32, layers=1, heads=2, seed=0)
-    argv = ["--steps", "3", "--prompts", "2", "--group", "2", "--max-new-tokens", "3"]
+    argv = ["--steps", "3", "--prompts", "2", "--group", "2", "--max-new-tokens", "3", "--share-prompt"]
     args = grpo_vs_trl.check_args(grpo_vs_trl.build_parser().parse_args(argv + ["--asynchronous"] * asynchronous))
     rounds: list[dict[str, float]] = []
     seconds = grpo_vs_trl.time_ours(model, tokenizer, args, rounds_out=rounds)

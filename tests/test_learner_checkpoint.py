@@ -9,11 +9,13 @@ import torch
 pytest.importorskip("deepspeed")
 transformers = pytest.importorskip("transformers")
 
+from conftest import LEARNER_VOCAB  # noqa: E402
+from conftest import tiny_learner_llama as tiny_llama  # noqa: E402
+
 from oat_agents.learners import (  # noqa: E402
     CheckpointManager,
     LearnerConfig,
     LearnerEngine,
-    init_distributed,
     latest_tag,
     load_checkpoint,
     save_checkpoint,
@@ -21,28 +23,12 @@ from oat_agents.learners import (  # noqa: E402
 from oat_agents.learners import checkpoint as ckpt_mod  # noqa: E402
 from oat_agents.learners.checkpoint import list_checkpoints  # noqa: E402
 
-VOCAB = 64
+VOCAB = LEARNER_VOCAB
 
 
 @pytest.fixture(scope="session", autouse=True)
-def process_group():
-    """One gloo process group for the whole session (init_distributed is idempotent)."""
-    init_distributed()
+def process_group(learner_process_group):
     yield
-
-
-def tiny_llama(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return transformers.LlamaForCausalLM(cfg)
 
 
 def lm_loss(model, batch):

@@ -317,3 +317,17 @@ def test_shared_prefill_falls_back_when_nothing_repeats(tokenizer):
     shapes.clear()
     shared.generate(["1+2="], n=3, sampling=SamplingParams(temperature=0.0, max_new_tokens=2))  # chunks of 2 + 1
     assert shapes[0][0] == 1 and shapes[1] == (2, 1)  # the 2-row chunk shares; the 1-row chunk has nothing to share
+
+
+def test_shared_prefill_when_chunks_split_a_prompts_rows(tokenizer):
+    """max_batch_size=4 with 3 samples of 2 prompts: chunks [a a a b] and [b b]; each chunk shares what repeats in it."""
+    model = tiny(tokenizer, seed=2)
+    plain = HFPolicy(copy.deepcopy(model), tokenizer, device="cpu", max_batch_size=4)
+    shared = HFPolicy(copy.deepcopy(model), tokenizer, device="cpu", share_prefill=True, max_batch_size=4)
+    shapes = _recording(shared)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=4, seed=7)
+    a, b = plain.generate(["12+3=", "4+56="], n=3, sampling=sampling), shared.generate(["12+3=", "4+56="], n=3,
+                                                                                      sampling=sampling)
+    assert a.token_ids == b.token_ids and a.texts == b.texts
+    prefills = [s for s in shapes if s[1] > 1]
+    assert [s[0] for s in prefills] == [2, 1]  # 2 distinct rows in the first chunk, 1 in the second

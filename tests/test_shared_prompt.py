@@ -47,22 +47,22 @@ def assert_same(plain, packed):
 
 
 def test_layout_of_a_pack():
-    prompts = [[1, 2, 3], [5, 6], [1, 2, 3]]
-    ids, attn, resp = collate_responses(prompts, [[10, 11], [12], [13, 14, 15]], pad_token_id=0)
+    p = [1, 2, 3, 4, 5, 6, 7]
+    ids, attn, resp = collate_responses([p, [8, 9], p], [[10, 11], [12], [13, 14, 15]], pad_token_id=0)
     pack = pack_shared_prompts(ids, attn, resp)
     assert pack is not None
-    assert pack.input_ids.tolist() == [[1, 2, 3, 10, 11, 13, 14, 15], [5, 6, 12, 1, 1, 1, 1, 1]]
-    assert pack.position_ids[0].tolist() == [0, 1, 2, 3, 4, 3, 4, 5]  # every segment restarts after the prompt
-    assert pack.packed_tokens == 11 and int(attn.sum()) == 14
+    assert pack.input_ids.tolist() == [p + [10, 11, 13, 14, 15], [8, 9, 12] + [1] * 9]
+    assert pack.position_ids[0].tolist() == list(range(9)) + [7, 8, 9]  # every segment restarts after the prompt
+    assert pack.packed_tokens == 15 and int(attn.sum()) == 22
     allowed = pack.allowed[0, 0]
-    assert allowed[5].tolist() == [True, True, True, False, False, True, False, False]  # prompt + itself only
-    assert allowed[4].tolist() == [True, True, True, True, True, False, False, False]
+    assert allowed[9].tolist() == [True] * 7 + [False, False, True, False, False]  # the prompt and itself only
+    assert allowed[8].tolist() == [True] * 9 + [False] * 3
     # the first token of each segment is predicted by the last prompt position
     L = ids.shape[1]
-    first_of_segment = [i for i, s in enumerate(pack.source.tolist()) if s in (0 * L + 3, 2 * L + 3)]
-    assert [pack.predictor_col[i].item() for i in first_of_segment] == [2, 2]
+    first_of_segment = [i for i, s in enumerate(pack.source.tolist()) if s in (0 * L + 7, 2 * L + 7)]
+    assert [pack.predictor_col[i].item() for i in first_of_segment] == [6, 6]
     mask = pack.additive_mask(torch.float32)
-    assert mask[0, 0, 5, 3] == torch.finfo(torch.float32).min and mask[0, 0, 5, 0] == 0
+    assert mask[0, 0, 9, 7] == torch.finfo(torch.float32).min and mask[0, 0, 9, 0] == 0
 
 
 def test_nothing_to_pack_gives_none():
@@ -70,6 +70,9 @@ def test_nothing_to_pack_gives_none():
     assert pack_shared_prompts(ids, attn, resp) is None  # no two rows share a prompt
     resp_no_prompt = torch.tensor([[True, True], [True, True]])
     assert pack_shared_prompts(torch.tensor([[7, 8], [7, 8]]), torch.ones(2, 2), resp_no_prompt) is None
+    # 8 long responses behind a short prompt: one packed row of 2 + 64 tokens attends more (66² > 8·10²) than it saves
+    ids, attn, resp = collate_responses([[1, 2]] * 8, [[3] * 8] * 8, pad_token_id=0)
+    assert pack_shared_prompts(ids, attn, resp) is None
 
 
 @pytest.mark.parametrize("attn_impl", ["sdpa", "eager"])
@@ -88,7 +91,7 @@ def test_dpo_pairs_give_the_plain_logprobs_entropies_and_gradients(attn_impl):
 def test_groups_unique_prompts_and_rows_without_a_response():
     model = tiny()
     g = torch.Generator().manual_seed(1)
-    p1, p2, p3 = (torch.randint(1, VOCAB, (n,), generator=g).tolist() for n in (6, 3, 5))
+    p1, p2, p3 = (torch.randint(1, VOCAB, (n,), generator=g).tolist() for n in (16, 3, 9))
     prompts = [p1] * 4 + [p2] + [p3] * 2
     responses = [torch.randint(1, VOCAB, (n,), generator=g).tolist() for n in (4, 2, 5, 3, 6, 1, 3)]
     ids, attn, resp = collate_responses(prompts, responses, pad_token_id=0)
@@ -147,11 +150,25 @@ def test_attention_without_a_custom_mask_is_refused():
 
 
 @pytest.fixture(scope="module")
-def process_group():
+def process_group(learner_process_group):
     pytest.importorskip("deepspeed")
-    from oat_agents.learners import init_distributed
 
-    init_distributed()
+
+def count_packs(monkeypatch) -> list[int]:
+    """Record the packed row count of every pass that packed (``token_logprobs`` took the shared-prompt path)."""
+    from oat_agents.algorithms import logprobs
+
+    packs: list[int] = []
+    pack = logprobs.pack_shared_prompts
+
+    def recording(*args):
+        out = pack(*args)
+        if out is not None:
+            packs.append(out.input_ids.shape[0])
+        return out
+
+    monkeypatch.setattr(logprobs, "pack_shared_prompts", recording)
+    return packs
 
 
 def _weights(learner) -> dict[str, torch.Tensor]:
@@ -197,9 +214,9 @@ def test_dap_agent_takes_the_same_step_with_share_prompt(process_group, zero_sta
         torch.testing.assert_close(w1[k], w0[k], atol=1e-6, rtol=1e-5)
 
 
-def test_group_rl_agent_takes_the_same_step_with_share_prompt(process_group):
-    """Dr.GRPO with a KL to the reference (k3 in the loss) and two mini-batch steps: the policy's and the reference's
-    log-probs go through the packed pass, groups of 4 behind one prompt each."""
+def test_group_rl_agent_takes_the_same_step_with_share_prompt(process_group, monkeypatch):
+    """Dr.GRPO with a KL to the reference (k3 in the loss) and two epochs (PPO-style old log-probs): the policy's,
+    the reference's and the old log-probs go through the packed pass, groups of 4 behind one prompt each."""
     from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
     from oat_agents.algorithms.pg import PGConfig
     from oat_agents.learners import LearnerConfig, LearnerEngine
@@ -208,23 +225,79 @@ def test_group_rl_agent_takes_the_same_step_with_share_prompt(process_group):
 
     tok = CharTokenizer()
     model = build_tiny_llama(len(tok), hidden=32, layers=2, heads=2, seed=0)
+    packs = count_packs(monkeypatch)
     out, buffer = [], None
     for share in (False, True):
         learner = LearnerEngine(copy.deepcopy(model), LearnerConfig(
             zero_stage=0, learning_rate=1e-2, micro_batch_size=4, adam_eps=1e-2, share_prompt=share),
             ref_model=copy.deepcopy(model))
         agent = GroupRLAgent(HFPolicy(copy.deepcopy(model), tok, device="cpu"), learner, GroupRLAgentConfig(
-            num_samples=4, max_new_tokens=4, seed=0, num_mini_batches=2,
+            num_samples=4, max_new_tokens=4, seed=0, learn_epochs=2,
             pg=PGConfig(advantage_estimator="dr_grpo", kl_coef=0.1, kl_mode="loss")))
         if buffer is None:
-            agent.act(["3+4=", "3+4=", "3+4=", "3+4=", "12+9=", "12+9=", "12+9=", "12+9="])
+            agent.act(["11+22+33+44="] * 4 + ["55+66+77+88+99="] * 4)
             agent.observe([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0])
             buffer = list(agent.buffer)
         agent.buffer = list(buffer)
         out.append((agent.learn(), _weights(learner)))
+        if not share:
+            assert packs == []
+    # share_prompt: the reference and old log-probs and both epochs' steps over the 8 rows pack into 2 rows each
+    assert packs == [2, 2, 2, 2]
+    # each epoch's order permutes whole groups: rows that share a prompt stay adjacent (for mini-batches and chunks)
+    for _ in range(5):
+        order = agent._epoch_order(buffer)
+        prompts = [tuple(buffer[i].prompt_ids) for i in order]
+        assert prompts[:4] == [prompts[0]] * 4 and prompts[4:] == [prompts[4]] * 4 and prompts[0] != prompts[4]
     (m0, w0), (m1, w1) = out
     for key in [k for k in m0 if k.startswith("train/") and ("loss" in k or "kl" in k or "entropy" in k)]:
         assert m1[key] == pytest.approx(m0[key], rel=1e-4, abs=1e-7), key
     assert "train/entropy" in m0 and any("kl" in k for k in m0)
     for k in w0:
         torch.testing.assert_close(w1[k], w0[k], atol=1e-6, rtol=1e-5)
+
+
+def test_engine_reference_and_policy_logps_take_share_prompt(process_group, monkeypatch):
+    """``LearnerEngine.ref_logps`` (a frozen reference and, with LoRA, the base model with adapters disabled) and
+    ``policy_logps`` pack when ``share_prompt`` is on, with the plain pass's numbers."""
+    pytest.importorskip("peft")
+    from oat_agents.learners import LearnerConfig, LearnerEngine
+
+    packs = count_packs(monkeypatch)
+    g = torch.Generator().manual_seed(5)
+    prompt = torch.randint(1, VOCAB, (12,), generator=g).tolist()
+    ids, attn, resp = collate_responses([prompt] * 3, [[4, 5, 6], [7], [8, 9]], pad_token_id=0)
+    model = tiny()
+    for lora in (0, 4):
+        got = {}
+        for share in (False, True):
+            learner = LearnerEngine(copy.deepcopy(model), LearnerConfig(zero_stage=0, share_prompt=share, lora_rank=lora),
+                                    ref_model=None if lora else copy.deepcopy(model))
+            got[share] = (learner.ref_logps(ids, attn, 0.8, resp), learner.policy_logps(ids, attn, 0.8, resp))
+        for a, b in zip(got[False], got[True]):
+            torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    assert packs == [1] * 4  # (ref, policy) x (full, LoRA), each one packed row
+
+
+def test_bf16_packing_matches_the_plain_pass():
+    model = tiny().to(torch.bfloat16)
+    ids, attn, resp = collate_responses([list(range(1, 13))] * 2, [[20, 21, 22], [23, 24]], pad_token_id=0)
+    with torch.no_grad():
+        a, _ = token_logprobs(model, ids, attn, response_mask=resp)
+        b, _ = token_logprobs(model, ids, attn, response_mask=resp, share_prompt=True)
+    torch.testing.assert_close(b, a, atol=0.1, rtol=0.02)  # bf16 rounding; the mask is in the model's dtype
+
+
+def test_sliding_window_and_alibi_models_are_refused():
+    import transformers
+
+    mistral = transformers.MistralForCausalLM(transformers.MistralConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, sliding_window=8))
+    with pytest.raises(ValueError, match="sliding-window"):
+        check_packable(mistral)
+    mistral.config.sliding_window = None
+    check_packable(mistral)  # no window: fine
+    bloom = transformers.BloomForCausalLM(transformers.BloomConfig(vocab_size=VOCAB, hidden_size=32, n_layer=1, n_head=2))
+    with pytest.raises(ValueError, match="position_ids"):
+        check_packable(bloom)

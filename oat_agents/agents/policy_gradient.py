@@ -178,6 +178,18 @@ class PGAgent(Agent):
             response_mask=batch["response_mask"],
         )
 
+    def _epoch_order(self, rows: list[Rollout]) -> np.ndarray:
+        """The rows' order for one pass: a random permutation; with ``LearnerConfig.share_prompt`` a random permutation
+        of whole prompt groups (the rows that share a prompt stay adjacent, so a mini-batch's chunks keep them
+        together and pack them behind one copy of the prompt)."""
+        if not self.learner.config.share_prompt:
+            return self._rng.permutation(len(rows))
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, r in enumerate(rows):
+            groups.setdefault(tuple(r.prompt_ids), []).append(i)
+        members = list(groups.values())
+        return np.array([i for g in self._rng.permutation(len(members)) for i in members[g]], dtype=np.int64)
+
     def _chunks(self, idx: np.ndarray) -> list[np.ndarray]:
         gas = int(self.learner.config.gradient_accumulation_steps)
         if len(idx) < gas:
@@ -266,7 +278,7 @@ class PGAgent(Agent):
 
         self.learner.train()
         for _ in range(c.learn_epochs):
-            order = self._rng.permutation(n)
+            order = self._epoch_order(rows)
             for mb in np.array_split(order, c.num_mini_batches):
                 if len(mb) == 0:
                     continue

@@ -97,7 +97,7 @@ def token_logprobs(
     # token of the batch (a TL;DR prompt of ~250 tokens and a 64-token summary: ~3x fewer head positions).
     kwargs: dict = {}
     first = 1
-    if response_mask is not None and bool(response_mask.any()) and _takes_logits_to_keep(model):
+    if response_mask is not None and bool(response_mask.any()) and takes_logits_to_keep(model):
         first = max(int(response_mask.bool().any(0).nonzero()[0]), 1)
         kwargs["logits_to_keep"] = L - first + 1
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
@@ -132,9 +132,9 @@ def _packed_token_logprobs(
     check_packable(model)
     B, L = shape
     R, Lp = pack.input_ids.shape
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    dtype = _compute_dtype(model)
     first = int(pack.predictor_col.min())  # the earliest predictor column: the LM head runs from there on
-    kwargs: dict = {"logits_to_keep": Lp - first} if _takes_logits_to_keep(model) else {}
+    kwargs: dict = {"logits_to_keep": Lp - first} if takes_logits_to_keep(model) else {}
     logits = model(input_ids=pack.input_ids, attention_mask=pack.additive_mask(dtype), position_ids=pack.position_ids,
                    **kwargs).logits  # (R, K, V), K = Lp - first (or Lp)
     offset = Lp - logits.shape[1]
@@ -153,6 +153,16 @@ def _packed_token_logprobs(
     return logps, entropy
 
 
+def _compute_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype the model's attention computes in (the input embeddings' weight; SDPA wants the mask in it)."""
+    inner = inner_model(model)
+    embeddings = inner.get_input_embeddings() if hasattr(inner, "get_input_embeddings") else None
+    weight = getattr(embeddings, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.is_floating_point():
+        return weight.dtype
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
 def inner_model(model: torch.nn.Module) -> torch.nn.Module:
     """The transformers model under a DeepSpeed engine and/or a peft wrapper (``model`` itself if neither)."""
     inner = model
@@ -169,7 +179,7 @@ def inner_model(model: torch.nn.Module) -> torch.nn.Module:
 _LOGITS_TO_KEEP: dict[type, bool] = {}
 
 
-def _takes_logits_to_keep(model: torch.nn.Module) -> bool:
+def takes_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether the causal LM (under a DeepSpeed engine or peft wrapper, if any) takes ``logits_to_keep``
     (transformers' causal LMs do); cached per class."""
     inner = inner_model(model)

@@ -65,8 +65,9 @@ class SharedPromptPack:
 def pack_shared_prompts(
     input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor
 ) -> SharedPromptPack | None:
-    """Pack the rows of a ``(B, L)`` batch that share a prompt (module docstring); ``None`` when no two rows do
-    (nothing to save) or some row with a response has no prompt token before it.
+    """Pack the rows of a ``(B, L)`` batch that share a prompt (module docstring); ``None`` (the plain pass) when no
+    two rows do (nothing to save), when some row with a response has no prompt token before it, or when the packed
+    rows' attention would cost more than the plain batch's (``R·L'² > B·L²``: many long responses behind one prompt).
 
     A row's segment is its real tokens from its first response token on (later non-response tokens, e.g. a tool's
     output inside a multi-turn response, are kept in the segment, as the plain pass sees them, and masked out of the
@@ -117,6 +118,10 @@ def pack_shared_prompts(
 
     width = max(len(x) for x in packed_rows)
     R = len(packed_rows)
+    # Attention (and the dense mask) costs R·L'² packed against B·L² plain: a few long packed rows (large groups of
+    # long responses) can cost more than the prompt tokens save, so those batches take the plain pass.
+    if R * width * width > B * L * L:
+        return None
     pad_id = int(ids_cpu[0, 0])
     ids_t = torch.full((R, width), pad_id, dtype=torch.long)
     pos_t = torch.zeros((R, width), dtype=torch.long)
@@ -145,15 +150,29 @@ def pack_shared_prompts(
 
 
 def check_packable(model: torch.nn.Module) -> None:
-    """Raise unless ``model`` (a transformers causal LM, under a DeepSpeed engine or peft wrapper) uses an
-    attention implementation that honours a custom 4D mask."""
+    """Raise unless ``model`` (a transformers causal LM, under a DeepSpeed engine or peft wrapper) can take a packed
+    batch: an attention implementation that honours a custom 4D mask, rotary or absolute positions read from
+    ``position_ids`` (not ALiBi), and no sliding-window layers (a custom 4D mask replaces the window)."""
     from oat_agents.algorithms.logprobs import inner_model
 
-    config = getattr(inner_model(model), "config", None)
+    inner = inner_model(model)
+    config = getattr(inner, "config", None)
     impl = getattr(config, "_attn_implementation", None)
+    way_out = "or set share_prompt=False"
     if impl not in PACKABLE_ATTENTION:
         raise ValueError(
             f"share_prompt needs a model whose attention takes a custom 4D mask ({' or '.join(PACKABLE_ATTENTION)}),"
-            f" got attn_implementation={impl!r}: load the model with attn_implementation='sdpa', or set"
-            " share_prompt=False"
+            f" got attn_implementation={impl!r}: load the model with attn_implementation='sdpa', {way_out}"
         )
+    import inspect
+
+    if "position_ids" not in inspect.signature(inner.forward).parameters or getattr(config, "alibi", False):
+        raise ValueError(f"share_prompt needs a model that reads position_ids (not ALiBi), got "
+                         f"{type(inner).__name__}: {way_out}")
+    layer_types = getattr(config, "layer_types", None) or ()
+    sliding = "sliding_attention" in layer_types or (
+        getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True))
+    if sliding:
+        raise ValueError(f"share_prompt does not support sliding-window attention ({type(inner).__name__}, "
+                         f"sliding_window={getattr(config, 'sliding_window', None)}): the packed mask would replace the "
+                         f"window; {way_out}")

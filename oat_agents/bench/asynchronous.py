@@ -40,6 +40,8 @@ from typing import Any
 
 import torch
 
+from oat_agents.bench.rounds import round_timings, steady_rounds
+
 TARGET = 1.15
 MODES = ("sync", "sync-split", "async")
 WORKLOADS = ("dpo", "dr_grpo")
@@ -76,17 +78,14 @@ def run_mode(workload: str, mode: str, args: argparse.Namespace, root: Path, rep
     start = time.perf_counter()
     train(config)
     wall = time.perf_counter() - start
-    rows = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if "misc/round_s" in r]
-    rows = rows[1:-1] if mode == "async" and len(rows) > 2 else rows[1:]
+    rows = steady_rounds(round_timings(str(log_dir / "metrics.jsonl")), asynchronous=mode == "async")
     torch.set_num_threads(args.threads)
 
     def median(key: str) -> float:
         return statistics.median(r[key] for r in rows)
 
-    return {"round_s": median("misc/round_s"), "generate_s": median("actor/generate_s"),
-            "learn_s": median("train/step_s"), "per_1k_s": median("misc/round_s") / per_round * 1000,
-            "wall_s": wall}
+    return {"round_s": median("round_s"), "generate_s": median("generate_s"), "learn_s": median("learn_s"),
+            "per_1k_s": median("round_s") / per_round * 1000, "wall_s": wall}
 
 
 def spread(values: list[float]) -> str:

@@ -39,7 +39,7 @@ per side): about 4 minutes for ours-hf + TRL on 2 shared cores, plus about 2 for
 
 What ours may do that TRL does not (the system under test; the maths is the same, tested):
 
-* ``--share-prompt`` (default; ``--no-share-prompt`` to compare): the learner computes each pair's prompt once for
+* ``--share-prompt`` (default with ``--model smollm2``; ``--no-share-prompt`` to compare): the learner computes each pair's prompt once for
   chosen and rejected (``LearnerConfig.share_prompt``), and ours-hf prefills each prompt once for its 2 samples
   (``HFPolicy(share_prefill=True)``; vLLM shares a prompt between its samples by itself);
 * ``--asynchronous`` (ours-hf only): ``LoopConfig(asynchronous=True)``, the next round generated in an actor thread
@@ -386,9 +386,10 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--share-prompt", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--share-prompt", action=argparse.BooleanOptionalAction, default=None,
                         help="ours computes each pair's prompt once: in the learner's forward passes "
-                             "(LearnerConfig.share_prompt) and in the HF actor's prefill (HFPolicy(share_prefill))")
+                             "(LearnerConfig.share_prompt) and in the HF actor's prefill (HFPolicy(share_prefill)); "
+                             "default: on with smollm2, off with the tiny model (its prompts are too short to gain)")
     parser.add_argument("--asynchronous", action="store_true",
                         help="ours (hf) overlaps the next round's generation with learning (--loop.asynchronous: "
                              "an actor thread with its own torch thread, so ours uses 2 threads to TRL's --threads)")
@@ -397,6 +398,8 @@ def main() -> None:
         raise SystemExit("--asynchronous applies to --backend hf (the vLLM side runs synchronously in its own venv)")
     sides = backend_sides(args.backend, args.model)
     real = args.model == "smollm2"
+    if args.share_prompt is None:
+        args.share_prompt = real
     args.batch = args.batch or (4 if real else 16)
     args.max_new_tokens = args.max_new_tokens or (64 if real else 16)
     pairs = (8 if real else 128) if args.quick else args.pairs

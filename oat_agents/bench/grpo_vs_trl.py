@@ -15,7 +15,7 @@ generation batch, so a completion earns on both sides exactly what ``env.step`` 
 * **ours**: :func:`~oat_agents.loops.group_rl.run_online_rl` (the library's loop), one round = ``agent.act``
   (HFPolicy generate, ``n = G``) → grouped env ``step`` (one batched verifier call) → ``observe`` → ``learn`` (one
   Dr.GRPO step on the DeepSpeed learner) → ``sync_weights``, timed by the loop's ``misc/round_s``; the first round
-  is excluded the same way. ``--share-prompt`` (default): the learner computes each group's prompt once
+  is excluded the same way. ``--share-prompt`` (default with smollm2): the learner computes each group's prompt once
   (``LearnerConfig.share_prompt``) and ours-hf prefills it once for its G samples (``HFPolicy(share_prefill=True)``).
   ``--asynchronous`` (ours-hf): ``LoopConfig(asynchronous=True)`` with TIS cap 2, the next round generated in an
   actor thread with its own torch thread while the learner trains (so ours uses two threads: ``--threads 2`` gives
@@ -70,7 +70,7 @@ import torch
 import oat_env  # noqa: F401
 from oat_agents.agents.group_rl import GroupRLAgent, GroupRLAgentConfig
 from oat_agents.algorithms.pg import PGConfig
-from oat_agents.bench.rounds import round_timings
+from oat_agents.bench.rounds import round_timings, steady_rounds
 from oat_agents.learners import LearnerConfig, LearnerEngine, init_distributed
 from oat_agents.loops.bookkeeping import LoopConfig
 from oat_agents.loops.group_rl import make_grouped_vec, run_online_rl
@@ -129,6 +129,8 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
     for key, value in DEFAULTS[args.model].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+    if getattr(args, "share_prompt", None) is None:
+        args.share_prompt = args.model == "smollm2"
     if args.quick:
         # asynchronous: one step more, since ours' last round (nothing left to generate beside it) is not timed
         args.steps = QUICK_STEPS[args.model] + int(bool(getattr(args, "asynchronous", False)))
@@ -207,9 +209,7 @@ def time_ours(model: torch.nn.Module, tokenizer: Any, args: argparse.Namespace, 
         raise RuntimeError(f"ours ran {result.rounds} rounds ({len(rounds)} logged), expected {args.steps}")
     if rounds_out is not None:
         rounds_out.extend(rounds)
-    # Asynchronous: the last round only learns (no next round is generated beside it), so it would flatter the
-    # mean against the steady state max(generate, learn); it is left out with the first.
-    timed = rounds[1:-1] if asynchronous else rounds[1:]
+    timed = steady_rounds(rounds, asynchronous)
     return sum(r["round_s"] for r in timed) / (len(timed) * completions)
 
 
@@ -317,9 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--asynchronous", action="store_true",
                         help="ours (hf) overlaps the next round's generation with learning: --loop.asynchronous "
                              "(an actor thread with its own torch thread; the learner one update ahead, TIS cap 2)")
-    parser.add_argument("--share-prompt", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--share-prompt", action=argparse.BooleanOptionalAction, default=None,
                         help="ours computes each group's prompt once: in the learner's forward passes "
-                             "(LearnerConfig.share_prompt) and in the HF actor's prefill (HFPolicy(share_prefill))")
+                             "(LearnerConfig.share_prompt) and in the HF actor's prefill (HFPolicy(share_prefill)); "
+                             "default: on with smollm2, off with the tiny model (its prompts are too short to gain)")
     parser.add_argument("--trl-gradient-checkpointing", action="store_true",
                         help="TRL's own default (recompute activations); off = the same work as ours")
     return parser

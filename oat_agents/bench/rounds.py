@@ -21,3 +21,9 @@ def round_timings(metrics_file: str) -> list[dict[str, float]]:
             if "misc/rounds" in row:
                 out.append({name: float(row[key]) for key, name in ROUND_KEYS.items() if key in row})
     return out
+
+
+def steady_rounds(rounds: list[dict[str, float]], asynchronous: bool) -> list[dict[str, float]]:
+    """The rounds a benchmark times: all but the first (warm-up); asynchronous, also not the last, which has no next
+    round to generate beside its learning and would flatter the steady state max(generate, learn)."""
+    return rounds[1:-1] if asynchronous and len(rounds) > 2 else rounds[1:]

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, GenerationConfig, PreTrainedModel
 
-from oat_agents.algorithms.logprobs import position_ids
+from oat_agents.algorithms.logprobs import position_ids, takes_logits_to_keep
 from oat_agents.policies.base import (
     FinishReason,
     Generations,
@@ -200,8 +200,9 @@ class HFPolicy:
         ids, mask = input_ids[rows, :-1], attention_mask[rows, :-1]  # (D, L-1): the last column is generate's
         cache = DynamicCache(config=self.model.config)
         # position ids as generate computes them (cumsum of the mask - 1, 0 on the left padding)
+        kwargs = {"logits_to_keep": 1} if takes_logits_to_keep(self.model) else {}  # only the cache is wanted
         self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True,
-                   logits_to_keep=1, **{self._cache_arg: cache})
+                   **{self._cache_arg: cache}, **kwargs)
         cache.batch_select_indices(torch.tensor(index, device=input_ids.device))  # (D, ...) -> (R, ...)
         return cache
 
