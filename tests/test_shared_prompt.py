@@ -13,7 +13,7 @@ import torch
 
 from oat_agents.agents.batching import collate_responses
 from oat_agents.algorithms.logprobs import sequence_logprobs, token_logprobs
-from oat_agents.algorithms.shared_prompt import check_packable, pack_shared_prompts
+from oat_agents.algorithms.shared_prompt import check_packable, pack_shared_prompts, packing_pays
 from oat_agents.tiny import build_tiny_llama
 
 VOCAB = 40
@@ -31,6 +31,7 @@ def grads(model) -> torch.Tensor:
 
 def both_ways(model, ids, attn, resp, temperature=1.0):
     """(logps, entropy, grad) of the plain and of the packed pass, the loss using both outputs."""
+    assert pack_shared_prompts(ids, attn, resp, model.config.hidden_size) is not None  # the packed path runs
     out = []
     for share in (False, True):
         model.zero_grad()
@@ -49,7 +50,7 @@ def assert_same(plain, packed):
 def test_layout_of_a_pack():
     p = [1, 2, 3, 4, 5, 6, 7]
     ids, attn, resp = collate_responses([p, [8, 9], p], [[10, 11], [12], [13, 14, 15]], pad_token_id=0)
-    pack = pack_shared_prompts(ids, attn, resp)
+    pack = pack_shared_prompts(ids, attn, resp, hidden_size=32)
     assert pack is not None
     assert pack.input_ids.tolist() == [p + [10, 11, 13, 14, 15], [8, 9, 12] + [1] * 9]
     assert pack.position_ids[0].tolist() == list(range(9)) + [7, 8, 9]  # every segment restarts after the prompt
@@ -67,12 +68,16 @@ def test_layout_of_a_pack():
 
 def test_nothing_to_pack_gives_none():
     ids, attn, resp = collate_responses([[1, 2], [3, 4]], [[5], [6]], pad_token_id=0)
-    assert pack_shared_prompts(ids, attn, resp) is None  # no two rows share a prompt
+    assert pack_shared_prompts(ids, attn, resp, hidden_size=32) is None  # no two rows share a prompt
     resp_no_prompt = torch.tensor([[True, True], [True, True]])
-    assert pack_shared_prompts(torch.tensor([[7, 8], [7, 8]]), torch.ones(2, 2), resp_no_prompt) is None
-    # 8 long responses behind a short prompt: one packed row of 2 + 64 tokens attends more (66² > 8·10²) than it saves
+    assert pack_shared_prompts(torch.tensor([[7, 8], [7, 8]]), torch.ones(2, 2), resp_no_prompt, hidden_size=32) is None
+    # 8 long responses behind a short prompt, width 32: one packed row of 2 + 64 positions costs 66·192 + 66² = 17,028
+    # against the plain 8 · (10·192 + 10²) = 16,160; at width 576 the projections dominate and packing pays
     ids, attn, resp = collate_responses([[1, 2]] * 8, [[3] * 8] * 8, pad_token_id=0)
-    assert pack_shared_prompts(ids, attn, resp) is None
+    assert pack_shared_prompts(ids, attn, resp, hidden_size=32) is None
+    assert pack_shared_prompts(ids, attn, resp, hidden_size=576) is not None
+    assert packing_pays(B=3, L=4096, R=1, packed_width=8192, hidden_size=10**6)
+    assert not packing_pays(B=3, L=4096, R=1, packed_width=8193, hidden_size=10**6)  # cheaper, but over the mask cap
 
 
 @pytest.mark.parametrize("attn_impl", ["sdpa", "eager"])
@@ -96,7 +101,7 @@ def test_groups_unique_prompts_and_rows_without_a_response():
     responses = [torch.randint(1, VOCAB, (n,), generator=g).tolist() for n in (4, 2, 5, 3, 6, 1, 3)]
     ids, attn, resp = collate_responses(prompts, responses, pad_token_id=0)
     resp[5] = False  # a row with no response token: all-zero log-probs, left out of the pack
-    pack = pack_shared_prompts(ids, attn, resp)
+    pack = pack_shared_prompts(ids, attn, resp, hidden_size=32)
     assert pack is not None and pack.input_ids.shape[0] == 3
     plain, packed = both_ways(model, ids, attn, resp)
     assert_same(plain, packed)

@@ -89,7 +89,7 @@ def token_logprobs(
         attention_mask = torch.ones_like(input_ids)
     B, L = input_ids.shape
     if share_prompt and response_mask is not None:
-        pack = pack_shared_prompts(input_ids, attention_mask, response_mask)
+        pack = pack_shared_prompts(input_ids, attention_mask, response_mask, _hidden_size(model))
         if pack is not None:
             return _packed_token_logprobs(model, pack, (B, L), temperature, response_mask, with_entropy, entropy_grad)
     # Only the positions that predict a response token need the LM head (a V-wide matmul and logsumexp per
@@ -151,6 +151,12 @@ def _packed_token_logprobs(
         entropy = ent.new_zeros(B * L).index_put((pack.source,), ent).view(B, L)
         entropy = torch.where(keep, entropy, torch.zeros_like(entropy))
     return logps, entropy
+
+
+def _hidden_size(model: torch.nn.Module) -> int:
+    """The model's width ``d`` (``config.hidden_size``; 1024 when the config does not say), for the packing cost."""
+    config = getattr(inner_model(model), "config", None)
+    return int(getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or 1024)
 
 
 def _compute_dtype(model: torch.nn.Module) -> torch.dtype:

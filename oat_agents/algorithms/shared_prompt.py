@@ -63,11 +63,11 @@ class SharedPromptPack:
 
 
 def pack_shared_prompts(
-    input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor, hidden_size: int
 ) -> SharedPromptPack | None:
     """Pack the rows of a ``(B, L)`` batch that share a prompt (module docstring); ``None`` (the plain pass) when no
-    two rows do (nothing to save), when some row with a response has no prompt token before it, or when the packed
-    rows' attention would cost more than the plain batch's (``R·L'² > B·L²``: many long responses behind one prompt).
+    two rows do (nothing to save), when some row with a response has no prompt token before it, or when packing
+    would cost more (:func:`packing_pays`; ``hidden_size`` is the model's width).
 
     A row's segment is its real tokens from its first response token on (later non-response tokens, e.g. a tool's
     output inside a multi-turn response, are kept in the segment, as the plain pass sees them, and masked out of the
@@ -118,9 +118,7 @@ def pack_shared_prompts(
 
     width = max(len(x) for x in packed_rows)
     R = len(packed_rows)
-    # Attention (and the dense mask) costs R·L'² packed against B·L² plain: a few long packed rows (large groups of
-    # long responses) can cost more than the prompt tokens save, so those batches take the plain pass.
-    if R * width * width > B * L * L:
+    if not packing_pays(B, L, R, width, hidden_size):
         return None
     pad_id = int(ids_cpu[0, 0])
     ids_t = torch.full((R, width), pad_id, dtype=torch.long)
@@ -147,6 +145,23 @@ def pack_shared_prompts(
         packed_tokens=sum(len(x) for x in packed_rows),
     )
     return pack
+
+
+MAX_MASK_ENTRIES = 1 << 26
+"""The largest packed mask (``R·L'²`` entries) a pass builds: ~320 MB with its float copy."""
+
+
+def packing_pays(B: int, L: int, R: int, packed_width: int, hidden_size: int) -> bool:
+    """Whether ``R`` packed rows of ``packed_width`` cost no more than the plain ``(B, L)`` batch.
+
+    Per layer, a row of ``n`` positions costs about ``24·d²·n`` FLOPs in its projections and MLP and ``4·d·n²`` in
+    attention scores and values (a dense mask computes every pair), ``d = hidden_size``; divided by ``4·d``:
+    ``n·6d + n²``. Packing trades fewer positions for longer rows, so many long responses behind a short prompt can
+    cost more packed than plain. The packed mask is also capped at :data:`MAX_MASK_ENTRIES`.
+    """
+    plain = B * (L * 6 * hidden_size + L * L)
+    packed = R * (packed_width * 6 * hidden_size + packed_width * packed_width)
+    return packed <= plain and R * packed_width * packed_width <= MAX_MASK_ENTRIES
 
 
 def check_packable(model: torch.nn.Module) -> None:

@@ -86,8 +86,8 @@ class LearnerConfig:
     """Compute each prompt once per forward pass for all the responses that continue it (DPO's chosen and
     rejected, a GRPO group): the rows are packed behind one copy of the prompt with a block-causal 4D mask
     (:mod:`oat_agents.algorithms.shared_prompt`). The same log-probs and gradients up to float rounding, with
-    ``P + Σ S`` instead of ``Σ (P + S)`` tokens; a batch whose packed attention would cost more than the plain one
-    takes the plain pass. The policy-gradient agents then shuffle whole prompt groups between mini-batches. Needs
+    ``P + Σ S`` instead of ``Σ (P + S)`` tokens; a batch that would cost more packed (longer rows: attention
+    grows with their square; ``shared_prompt.packing_pays``) takes the plain pass. The policy-gradient agents then shuffle whole prompt groups between mini-batches. Needs
     attention that takes a custom mask ("sdpa" or "eager"), ``position_ids`` and no sliding window (checked when
     the engine is built). Off by default: with short prompts the dense mask costs more than it saves. SmolLM2-135M,
     one thread: the DPO step of 4 TL;DR pairs 12–17 s instead of 21–28 s, the Dr.GRPO step of 2 x 4 GSM8K samples
